@@ -1,0 +1,5 @@
+"""``python -m hera`` runs the command line."""
+
+from hera.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Pieces several commands share: options, configuration, stores, targets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from hera import places
+from hera.config import Config, apply_option_defaults, load_config
+from hera.errors import UsageError
+from hera.store import AgentStore
+
+#: Option defaults when neither the command line nor a config file sets one.
+BUILTIN_OPTIONS: dict[str, Any] = {"family": "abraxas", "layout": "example", "device": "auto",
+                                   "silent": False}
+
+
+def add_scope_options(parser: argparse.ArgumentParser, verb: str = "use") -> None:
+    """``--system`` / ``--user NAME``: whose agents."""
+    parser.add_argument("--system", action="store_true", help=f"{verb} a system agent")
+    parser.add_argument("--user", metavar="NAME", help=f"{verb} an agent of user NAME")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def add_file_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("file", nargs="?", metavar="FILE", help=what)
+
+
+def configure(args: argparse.Namespace) -> Config:
+    """Load ``~/.herarc`` and ``./hera.json`` and fill unset options."""
+    config = load_config()
+    apply_option_defaults(args, config, BUILTIN_OPTIONS)
+    return config
+
+
+def store_for(args: argparse.Namespace) -> AgentStore:
+    """The store named by ``--system`` / ``--user``."""
+    return AgentStore(places.Scope.of(getattr(args, "system", False), getattr(args, "user", None)))
+
+
+def parse_assignments(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """``["width=8", "name=x"]`` → ``{"width": 8, "name": "x"}`` (values are
+    JSON when they parse as JSON, else strings)."""
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{what} takes PARAM=VALUE, not {pair!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        result[key.strip()] = value
+    return result
+
+
+def path_arg(text: str | None) -> Path | None:
+    return Path(text) if text else None

@@ -1,0 +1,37 @@
+"""Build an instance file from a family and a layout.
+
+The file is written to the working directory, named by the agent's UUID
+unless FILE is given. Its weights are as the family builds them (usually
+zero) and it has no dynamic state yet: it is dead until its first up.
+Layout parameters come from the layout, then ~/.herarc, then ./hera.json,
+then --set, each overriding the one before.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hera.commands._common import configure, parse_assignments, path_arg
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", metavar="FILE", help="file to write (default: <uuid>.json)")
+    parser.add_argument("--set", action="append", metavar="PARAM=VALUE",
+                        help="override a layout parameter (repeatable)")
+    parser.add_argument("--name", dest="new_callsign", metavar="CALLSIGN",
+                        help="callsign for the new agent (default: made from its id)")
+    parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hera import manager
+    from hera.plugins import load_plugins
+
+    config = configure(args)
+    overrides = dict(config.definition)
+    overrides.update(parse_assignments(args.set, "--set"))
+    plugins = load_plugins()
+    path, instance = manager.build(plugins, args.family, args.layout, overrides,
+                                   path_arg(args.file), args.new_callsign, args.force)
+    print(f"built {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} -> {path}")
+    return 0

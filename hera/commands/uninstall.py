@@ -1,0 +1,30 @@
+"""Move a downed agent out of the cache into a file in the working
+directory (named by its UUID, or --output). The file holds the agent's
+complete state, so 'hera up FILE' brings it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hera.commands._common import add_file_argument, add_scope_options, store_for
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_file_argument(parser, "the agent's instance file")
+    parser.add_argument("--output", metavar="PATH", help="where to put the copy (default: ./<uuid>.json)")
+    parser.add_argument("--force", action="store_true", help="replace an existing file")
+    add_scope_options(parser, "uninstall")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hera import manager
+
+    store = store_for(args)
+    target = manager.select_target(store, args.file, args.uuid, args.callsign)
+    destination = Path(args.output) if args.output else Path.cwd()
+    path = manager.uninstall(target, destination, args.force)
+    print(f"uninstalled {target.id} ({target.header.callsign}); its state is in {path}")
+    return 0

@@ -1,0 +1,41 @@
+"""hera's plugin API: hook specifications and the marker families use.
+
+A family implements the hooks with ``@hera.hooks.hookimpl``::
+
+    from hera.hooks import hookimpl
+
+    @hookimpl
+    def hera_family():
+        return FamilyInfo(name="mine", version="1.0")
+"""
+
+import pluggy
+
+PROJECT_NAME = "hera"
+
+#: Marks a function as an implementation of one of hera's hooks.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+#: Marks a function as a hook specification (hera's own use).
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+from hera.hooks.types import (  # noqa: E402  (after the markers on purpose)
+    Built,
+    DynamicState,
+    FamilyInfo,
+    LayoutInfo,
+    LoadedAgent,
+    ResourceReport,
+    Snapshot,
+)
+
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "Built",
+    "DynamicState",
+    "FamilyInfo",
+    "LayoutInfo",
+    "LoadedAgent",
+    "ResourceReport",
+    "Snapshot",
+]

@@ -1,0 +1,238 @@
+"""Hook specifications: the whole contract between hera and a family.
+
+Every hook is called with keyword arguments only. The hooks that ask "which
+family handles this?" are ``firstresult``: each family checks the ``family``
+argument and returns ``None`` for agents it does not own, so the first
+non-``None`` answer wins. Non-family plugins (a recorder, a metrics exporter)
+may wrap any hook with ``@hookimpl(wrapper=True)``.
+
+Tensors cross the boundary as CPU ``torch.Tensor`` objects by name. A family's
+plugin module must not import torch at module level: ``hera families`` and
+``hera layouts`` load every plugin and must stay fast. Import it inside the
+hooks that need it (``hera_build``, ``hera_load``, ...).
+
+Grouped by lifecycle phase: discovery, build, resources and growth, running.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hera.hooks import hookspec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from hera.hooks.types import (
+        Built,
+        DynamicState,
+        FamilyInfo,
+        LayoutInfo,
+        LoadedAgent,
+        ResourceReport,
+        Snapshot,
+    )
+
+
+# -- discovery ---------------------------------------------------------------
+
+
+@hookspec
+def hera_family() -> "FamilyInfo":
+    """Describe the family this plugin provides.
+
+    Called on every plugin; hera collects the answers to list families and to
+    check that a file's family is installed. Plugins that are not families
+    simply do not implement it.
+
+    :return: the family's :class:`~hera.hooks.types.FamilyInfo`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_layouts(family: str) -> "list[LayoutInfo] | None":
+    """List the layouts of ``family``.
+
+    Must be cheap (no torch): ``hera layouts`` calls it on every family.
+
+    :param family: the family asked about.
+    :return: the layouts, the family's ``example`` layout among them, or
+        ``None`` when this plugin is not ``family``. Stops at the first
+        non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- build -------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def hera_build(
+    family: str, layout: str, overrides: "dict[str, Any]", seed: int
+) -> "Built | None":
+    """Build a dead instance of ``family``/``layout``.
+
+    :param family: the family asked for.
+    :param layout: the layout's name; raise
+        :class:`~hera.errors.DefinitionError` when the family has none of
+        that name.
+    :param overrides: layout parameters to change (from ``~/.herarc``,
+        ``./hera.json`` and ``build --set``, already merged in that order);
+        raise :class:`~hera.errors.DefinitionError` for an unknown parameter
+        or a bad value, naming it.
+    :param seed: the instance's random seed, chosen by hera and stored in
+        the file; use it for anything random so a build can be repeated.
+    :return: the complete definition and the learned parameters (usually
+        zero), or ``None`` when this plugin is not ``family``. Stops at the
+        first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- resources and growth ----------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def hera_simulate(
+    family: str, definition: "dict[str, Any]", device: str
+) -> "ResourceReport | None":
+    """Work out what an instance needs on ``device`` without allocating it.
+
+    Used by ``up --simulate`` and ``layouts --device``; the total should be
+    within 10% of what :func:`hera_load` actually allocates.
+
+    :param family: the family asked for.
+    :param definition: the instance's definition.
+    :param device: ``cpu``, ``cuda:0``, ...
+    :return: bytes by tensor class, or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_grow(
+    family: str,
+    definition: "dict[str, Any]",
+    tensors: "dict[str, torch.Tensor]",
+    state: "DynamicState | None",
+    changes: "dict[str, Any]",
+) -> "Snapshot | None":
+    """Grow a downed agent, keeping what it has learned.
+
+    Old weights, thresholds and spikes in flight must stay where they were;
+    new parts start at zero. Refuse anything that shrinks the agent (or that
+    the family cannot grow) with :class:`~hera.errors.DefinitionError` whose
+    message says why.
+
+    :param family: the family asked for.
+    :param definition: the current definition.
+    :param tensors: the current learned parameters (CPU).
+    :param state: the current dynamic state, or ``None`` if it never ran.
+    :param changes: layout parameters with their new, larger values.
+    :return: the grown agent, or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- running -----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def hera_load(
+    family: str,
+    definition: "dict[str, Any]",
+    tensors: "dict[str, torch.Tensor]",
+    state: "DynamicState | None",
+    device: str,
+    seed: int,
+) -> "LoadedAgent | None":
+    """Bring an agent to life on ``device``.
+
+    Called once per ``up``. When ``state`` is ``None`` the agent is dead
+    (built, never run): create its first dynamic state, seeding any random
+    generator from ``seed`` so the run can be repeated.
+
+    :param family: the family asked for.
+    :param definition: the instance's definition.
+    :param tensors: learned parameters (CPU); move or copy them to the device.
+    :param state: the dynamic state saved by the last ``down``, or ``None``.
+    :param device: ``cpu``, ``cuda:0``, ... (hera has checked it exists).
+    :param seed: the instance's seed.
+    :return: the live agent, or ``None`` when this plugin is not ``family``.
+        Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_step(family: str, agent: Any, steps: int) -> "int | None":
+    """Advance a live agent by ``steps`` iterations; plasticity stays on.
+
+    hera calls it with chunks of steps and checks for signals between calls,
+    so one call should do all ``steps`` without returning early. Running
+    ``a`` then ``b`` steps must give exactly the state of running ``a + b``.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :param steps: how many iterations to do (at least 1).
+    :return: the number of iterations done, or ``None`` when this plugin is
+        not ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_serialize(family: str, agent: Any) -> "Snapshot | None":
+    """Take the complete state of a live agent off its device.
+
+    Everything that a later :func:`hera_load` needs to continue exactly where
+    this agent is now: weights, dynamic state, spikes in flight, random
+    generator state. hera writes it to the cache atomically.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :return: the agent as CPU tensors, or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_encode_input(family: str, agent: Any, line: str) -> "bool | None":
+    """Put one line of input into the agent's input area.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :param line: the text, without its newline; the family decides how it
+        becomes spikes (abraxas rate-codes numbers and byte-codes text).
+    :return: ``True`` once taken, or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_decode_output(family: str, agent: Any) -> "str | None":
+    """Read the agent's output area as one line of text.
+
+    Decodes the activity since the previous call and starts a new window.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :return: the line (without newline), or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.1
+    """

@@ -1,0 +1,127 @@
+"""Plain data types that cross the hook boundary.
+
+They import nothing heavy: a family's plugin module can use them at import
+time without pulling in torch, which keeps ``hera families`` fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What a family says about itself.
+
+    :param name: the family's name as users type it (``--family NAME``).
+    :param version: the family package's version.
+    :param data_format: version of the family's tensor layout inside instance
+        files; a file written with another ``data_format`` is refused.
+    :param summary: one line shown by ``hera families``.
+    """
+
+    name: str
+    version: str
+    data_format: int = 1
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class LayoutInfo:
+    """One layout of a family, as ``hera layouts`` shows it.
+
+    :param name: the layout's name (``--layout NAME``).
+    :param summary: one line describing what it is for.
+    :param parameters: the layout's default definition (JSON values).
+    :param neurons: number of neurons an instance of it has.
+    :param synapses: number of synapses an instance of it has.
+    :param bytes: bytes of device memory an upped instance needs.
+    """
+
+    name: str
+    summary: str
+    parameters: dict[str, Any]
+    neurons: int
+    synapses: int
+    bytes: int
+
+
+@dataclass
+class Built:
+    """What ``hera_build`` returns: a dead instance.
+
+    :param definition: the complete definition after overrides (JSON values);
+        it is stored in the instance file and handed back to every later hook.
+    :param tensors: learned parameters (weights, thresholds, ...) by name,
+        CPU tensors; usually all zero.
+    """
+
+    definition: dict[str, Any]
+    tensors: dict[str, "torch.Tensor"]
+
+
+@dataclass
+class DynamicState:
+    """The part of an agent that only exists once it has run.
+
+    :param tensors: membrane potentials, traces, spikes in flight, the
+        random generator's state, ... by name; CPU tensors.
+    :param values: small JSON values (counters and the like).
+    """
+
+    tensors: dict[str, "torch.Tensor"]
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Snapshot:
+    """What ``hera_serialize`` and ``hera_grow`` return: a complete agent.
+
+    :param tensors: the learned parameters, CPU tensors.
+    :param state: the dynamic state, or ``None`` for a dead instance.
+    :param definition: the definition (changed by ``hera_grow``).
+    """
+
+    definition: dict[str, Any]
+    tensors: dict[str, "torch.Tensor"]
+    state: DynamicState | None
+
+
+@dataclass
+class LoadedAgent:
+    """What ``hera_load`` returns: a live agent on a device.
+
+    :param handle: the family's own object; hera passes it back to
+        ``hera_step``, ``hera_serialize``, ``hera_encode_input`` and
+        ``hera_decode_output`` and never looks inside.
+    :param device: the device it lives on (``cpu``, ``cuda:0``).
+    :param backend: what computes its steps (``torch``, ``triton``, ...);
+        shown in the ``up`` banner and in agent status.
+    """
+
+    handle: Any
+    device: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class ResourceReport:
+    """What ``hera_simulate`` returns: what an agent needs on a device.
+
+    :param device: the device the report is for.
+    :param tensors: bytes by tensor class (``weights``, ``delay buffers``, ...).
+    :param dominant: the layout parameter that drives the total most.
+    """
+
+    device: str
+    tensors: dict[str, int]
+    dominant: str = ""
+
+    @property
+    def total(self) -> int:
+        """All bytes together."""
+        return sum(self.tensors.values())

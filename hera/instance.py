@@ -1,0 +1,308 @@
+"""The instance file: one versioned JSON document per agent.
+
+Layout on disk (one line per section, so :func:`read_header` can read the
+metadata of a large file without parsing its tensors)::
+
+    {"format":"hera-instance","version":1,
+    "meta":{...},
+    "definition":{...},
+    "checksum":"<sha256 of meta, definition, state values, tensor checksums>",
+    "tensors":{"name":{...encoded tensor...},...},
+    "state":null | {"values":{...},"tensors":{...}}
+    }
+
+See ``docs/instance-file.md`` for every field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hera import atomic, tensor_codec
+from hera.errors import InstanceFileError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from hera.hooks.types import DynamicState
+
+FORMAT = "hera-instance"
+VERSION = 1
+
+#: Metadata keys every file has, with their JSON types.
+META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "callsign": str,
+    "family": dict,
+    "layout": str,
+    "created": str,
+    "seed": int,
+    "steps": int,
+    "incarnation": int,
+    "hera_version": str,
+}
+
+_COMPACT = {"separators": (",", ":"), "ensure_ascii": True}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, **_COMPACT)
+
+
+@dataclass
+class InstanceFile:
+    """An agent as stored: metadata, definition, encoded tensors, state.
+
+    Tensors stay encoded until asked for, so reading and checking a file
+    never imports torch.
+    """
+
+    meta: dict[str, Any]
+    definition: dict[str, Any]
+    tensor_entries: dict[str, dict[str, Any]]
+    state_entries: dict[str, dict[str, Any]] | None = None
+    state_values: dict[str, Any] | None = None
+
+    # -- identity ------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.meta["id"]
+
+    @property
+    def callsign(self) -> str:
+        return self.meta["callsign"]
+
+    @property
+    def family(self) -> str:
+        return self.meta["family"]["name"]
+
+    @property
+    def layout(self) -> str:
+        return self.meta["layout"]
+
+    @property
+    def steps(self) -> int:
+        return self.meta["steps"]
+
+    @property
+    def alive(self) -> bool:
+        """Whether it has dynamic state (has run at least once)."""
+        return self.state_entries is not None
+
+    # -- tensors -------------------------------------------------------------
+
+    def tensors(self) -> "dict[str, torch.Tensor]":
+        """The learned parameters as CPU tensors."""
+        return {k: tensor_codec.decode_tensor(k, e) for k, e in self.tensor_entries.items()}
+
+    def state(self) -> "DynamicState | None":
+        """The dynamic state, or ``None`` for a dead instance."""
+        from hera.hooks.types import DynamicState
+
+        if self.state_entries is None:
+            return None
+        tensors = {k: tensor_codec.decode_tensor(k, e) for k, e in self.state_entries.items()}
+        return DynamicState(tensors=tensors, values=dict(self.state_values or {}))
+
+    def set_tensors(
+        self, tensors: "dict[str, torch.Tensor]", state: "DynamicState | None"
+    ) -> None:
+        """Replace parameters and state with newly encoded ones."""
+        self.meta["alive"] = state is not None
+        self.tensor_entries = {k: tensor_codec.encode_tensor(t) for k, t in tensors.items()}
+        if state is None:
+            self.state_entries, self.state_values = None, None
+        else:
+            self.state_entries = {k: tensor_codec.encode_tensor(t) for k, t in state.tensors.items()}
+            self.state_values = dict(state.values)
+
+    # -- checksums -----------------------------------------------------------
+
+    def checksum(self) -> str:
+        """The document checksum: covers everything but the tensor data,
+        which each tensor's own checksum covers."""
+        summary = {
+            "meta": self.meta,
+            "definition": self.definition,
+            "tensors": {k: e.get("sha256") for k, e in self.tensor_entries.items()},
+            "state": None
+            if self.state_entries is None
+            else {
+                "values": self.state_values,
+                "tensors": {k: e.get("sha256") for k, e in self.state_entries.items()},
+            },
+        }
+        text = json.dumps(summary, sort_keys=True, **_COMPACT)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # -- writing -------------------------------------------------------------
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file's bytes, section by section."""
+        yield f'{{"format":"{FORMAT}","version":{VERSION},\n'.encode()
+        yield f'"meta":{_dumps(self.meta)},\n'.encode()
+        yield f'"definition":{_dumps(self.definition)},\n'.encode()
+        yield f'"checksum":"{self.checksum()}",\n'.encode()
+        yield from _entries_chunks("tensors", self.tensor_entries)
+        if self.state_entries is None:
+            yield b',\n"state":null\n}\n'
+        else:
+            yield f',\n"state":{{"values":{_dumps(self.state_values or {})},\n'.encode()
+            yield from _entries_chunks("tensors", self.state_entries)
+            yield b"}\n}\n"
+
+    def write(self, path: Path) -> None:
+        """Write atomically (temp file, fsync, rename, fsync directory)."""
+        atomic.write_atomically(Path(path), self.chunks())
+
+    # -- reading -------------------------------------------------------------
+
+    @classmethod
+    def read(cls, path: Path) -> "InstanceFile":
+        """Read and fully check a file; raise :class:`InstanceFileError`
+        with one clear line if anything is wrong."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InstanceFileError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InstanceFileError(f"{path}: is a directory, not an instance file") from None
+        except PermissionError:
+            raise InstanceFileError(f"{path}: permission denied") from None
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: bytes, where: str = "<instance>") -> "InstanceFile":
+        """Parse and check the bytes of a file (see :meth:`read`)."""
+        try:
+            doc = json.loads(data)
+        except UnicodeDecodeError:
+            raise InstanceFileError(f"{where}: not a hera instance file (not UTF-8 text)") from None
+        except json.JSONDecodeError as exc:
+            hint = "truncated" if exc.pos >= len(data.rstrip()) else "not valid JSON"
+            raise InstanceFileError(f"{where}: {hint} (at byte {exc.pos})") from None
+        try:
+            return cls._from_document(doc)
+        except InstanceFileError as exc:
+            raise InstanceFileError(f"{where}: {exc.message}") from None
+
+    @classmethod
+    def _from_document(cls, doc: Any) -> "InstanceFile":
+        _check_format(doc)
+        for key in ("meta", "definition", "checksum", "tensors", "state"):
+            if key not in doc:
+                raise InstanceFileError(f"missing section {key!r}")
+        meta = doc["meta"]
+        _check_meta(meta)
+        if not isinstance(doc["definition"], dict):
+            raise InstanceFileError("section 'definition' is not an object")
+        tensors = doc["tensors"]
+        if not isinstance(tensors, dict):
+            raise InstanceFileError("section 'tensors' is not an object")
+        for name, entry in tensors.items():
+            tensor_codec.check_entry(name, entry)
+        state = doc["state"]
+        state_entries = state_values = None
+        if state is not None:
+            if not (isinstance(state, dict) and isinstance(state.get("tensors"), dict)
+                    and isinstance(state.get("values"), dict)):
+                raise InstanceFileError("section 'state' is malformed")
+            for name, entry in state["tensors"].items():
+                tensor_codec.check_entry(f"state.{name}", entry)
+            state_entries, state_values = state["tensors"], state["values"]
+        instance = cls(meta, doc["definition"], tensors, state_entries, state_values)
+        if instance.checksum() != doc["checksum"]:
+            raise InstanceFileError("checksum mismatch: the file is damaged or was edited")
+        return instance
+
+
+@dataclass(frozen=True)
+class Header:
+    """The metadata of an instance file, read without its tensors."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.meta["id"]
+
+    @property
+    def callsign(self) -> str:
+        return self.meta["callsign"]
+
+
+def read_header(path: Path, limit: int = 1 << 20) -> Header:
+    """Read only the ``meta`` line of an instance file (cheap for big files).
+
+    Checks format and version; does not check checksums (use
+    :meth:`InstanceFile.read` for that).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            first = stream.readline(limit)
+            second = stream.readline(limit)
+    except FileNotFoundError:
+        raise InstanceFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InstanceFileError(f"{path}: is a directory, not an instance file") from None
+    except PermissionError:
+        raise InstanceFileError(f"{path}: permission denied") from None
+    try:
+        head = json.loads(first.rstrip().rstrip(b",") + b"}")
+        _check_format(head)
+        if not second.startswith(b'"meta":'):
+            raise ValueError
+        meta = json.loads(second[len(b'"meta":'):].rstrip().rstrip(b","))
+    except InstanceFileError as exc:
+        raise InstanceFileError(f"{path}: {exc.message}") from None
+    except (ValueError, UnicodeDecodeError):
+        # Not written by hera's writer (e.g. re-indented by hand): read it whole.
+        return Header(path, InstanceFile.read(path).meta)
+    try:
+        _check_meta(meta)
+    except InstanceFileError as exc:
+        raise InstanceFileError(f"{path}: {exc.message}") from None
+    return Header(path, meta)
+
+
+def _entries_chunks(key: str, entries: dict[str, dict[str, Any]]) -> Iterator[bytes]:
+    yield f'"{key}":{{'.encode()
+    for i, (name, entry) in enumerate(entries.items()):
+        yield f'{"," if i else ""}\n{_dumps(name)}:'.encode()
+        yield _dumps(entry).encode()
+    yield b"\n}"
+
+
+def _check_format(doc: Any) -> None:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InstanceFileError("not a hera instance file")
+    version = doc.get("version")
+    if type(version) is not int:
+        raise InstanceFileError("instance file has no format version")
+    if version != VERSION:
+        newer = "a newer" if version > VERSION else "an older"
+        raise InstanceFileError(
+            f"instance file format version {version} is {newer} version than this hera reads ({VERSION})"
+        )
+
+
+def _check_meta(meta: Any) -> None:
+    if not isinstance(meta, dict):
+        raise InstanceFileError("section 'meta' is not an object")
+    for key, kind in META_FIELDS.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InstanceFileError(f"meta field {key!r} is missing or malformed")
+    family = meta["family"]
+    if not (isinstance(family.get("name"), str) and isinstance(family.get("version"), str)
+            and type(family.get("data_format")) is int):
+        raise InstanceFileError("meta field 'family' is malformed")

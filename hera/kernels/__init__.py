@@ -1,0 +1,1 @@
+"""Triton building blocks for families, each beside its PyTorch reference."""

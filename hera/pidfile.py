@@ -1,0 +1,155 @@
+"""pid-files that are also locks: whoever holds the flock owns the agent.
+
+A running agent holds ``<runtime>/<id>.pid`` locked for its whole life and
+writes its pid and process start time into it. Liveness is decided by the
+lock, never by the pid alone: a file left by a process killed with SIGKILL
+is unlocked and so recognised as stale, and the recorded start time keeps a
+reused pid from ever being signalled.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# A reader's shared lock lasts microseconds; an acquirer that meets one
+# retries for this long before it believes the agent is held.
+_ACQUIRE_PATIENCE_S = 1.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """The start time of process ``pid``, or ``None`` if there is none."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a pid-file, as it recorded itself."""
+
+    pid: int | None
+    started: float | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        """The recorded process exists and is the one that wrote the file."""
+        if self.pid is None or self.started is None:
+            return False
+        actual = process_start_time(self.pid)
+        return actual is not None and abs(actual - self.started) < 0.01
+
+
+class PidLock:
+    """An exclusive, non-blocking lock on a pid-file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock; ``False`` if another process holds it."""
+        deadline = time.monotonic() + _ACQUIRE_PATIENCE_S
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = read_holder(self.path)
+                if holder is not None and holder.verified or time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+                continue
+            # The file may have been unlinked by its previous holder between
+            # our open and our lock: then we locked an orphan. Try again.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def record(self, **info: Any) -> None:
+        """Write this process's pid, start time and ``info`` into the file."""
+        assert self._fd is not None, "record() needs the lock"
+        pid = os.getpid()
+        payload = {"pid": pid, "started": process_start_time(pid), **info}
+        data = json.dumps(payload).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def release(self) -> None:
+        """Remove the pid-file and drop the lock."""
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "PidLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_holder(path: Path) -> Holder | None:
+    """The live holder of a pid-file, or ``None`` if nobody holds it (no
+    file, or a stale one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: read who holds it
+        except OSError as exc:  # pragma: no cover - e.g. NFS without locks
+            if exc.errno not in (errno.ENOLCK, errno.EINVAL):
+                raise
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        raw = os.pread(fd, 4096, 0)
+    finally:
+        os.close(fd)
+    try:
+        record = json.loads(raw) if raw else {}
+    except ValueError:
+        record = {}
+    pid = record.pop("pid", None)
+    started = record.pop("started", None)
+    return Holder(pid if isinstance(pid, int) else None,
+                  started if isinstance(started, (int, float)) else None, record)
+
+
+def remove_if_stale(path: Path) -> bool:
+    """Remove a pid-file nobody holds; ``True`` if one was removed."""
+    lock = PidLock(path)
+    if not path.exists():
+        return False
+    if lock.acquire():
+        lock.release()
+        return True
+    return False

@@ -1,0 +1,183 @@
+"""Finding and loading plugins: entry points and ``hera_family_*`` packages
+in the working directory.
+
+Order (after tox): names blocked by ``HERA_DISABLE_PLUGINS`` (comma
+separated) → the ``hera.families`` and ``hera.plugins`` entry points → a
+``hera_family_<name>`` package in the working directory (a git clone), which
+replaces an installed family of the same name → ``check_pending()`` so a
+misspelt hook implementation fails loudly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from hera.errors import HeraError
+from hera.hooks import PROJECT_NAME, specs
+from hera.hooks.types import FamilyInfo
+
+ENTRY_POINT_GROUPS = ("hera.families", "hera.plugins")
+WORKDIR_PREFIX = "hera_family_"
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """Where a plugin was found, for ``hera families``."""
+
+    kind: str  # "entry point", "working directory", "registered"
+    location: str
+    distribution: str = ""
+
+
+class Plugins:
+    """hera's pluggy manager plus where each plugin came from."""
+
+    def __init__(self, manager: pluggy.PluginManager):
+        self.manager = manager
+        self.sources: dict[str, PluginSource] = {}
+
+    @property
+    def hook(self) -> Any:
+        return self.manager.hook
+
+    def register(self, plugin: object, name: str, source: PluginSource | None = None) -> None:
+        """Register a plugin object or module under ``name``."""
+        self.manager.register(plugin, name=name)
+        self.sources[name] = source or PluginSource("registered", repr(plugin))
+
+    def families(self) -> list[tuple[FamilyInfo, str, PluginSource]]:
+        """Every family: its info, plugin name and source, sorted by name."""
+        found = []
+        for name, plugin in self.manager.list_name_plugin():
+            impl = getattr(plugin, "hera_family", None)
+            if impl is None or not self.manager.is_registered(plugin):
+                continue
+            info = impl()
+            if isinstance(info, FamilyInfo):
+                found.append((info, name, self.sources.get(name, PluginSource("registered", name))))
+        return sorted(found, key=lambda item: item[0].name)
+
+    def family(self, name: str) -> FamilyInfo:
+        """The installed family called ``name``, or a clear error."""
+        families = self.families()
+        for info, _, _ in families:
+            if info.name == name:
+                return info
+        known = ", ".join(info.name for info, _, _ in families) or "none installed"
+        raise HeraError(f"unknown family {name!r} (installed: {known})")
+
+    def hooks_of(self, name: str) -> list[str]:
+        """Names of the hera hooks plugin ``name`` implements."""
+        plugin = self.manager.get_plugin(name)
+        return sorted(
+            caller.name for caller in self.manager.get_hookcallers(plugin) or []
+        )
+
+
+def create_manager() -> Plugins:
+    """An empty manager with hera's hook specs (tests register what they need)."""
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager.add_hookspecs(specs)
+    return Plugins(manager)
+
+
+def load_plugins(workdir: Path | None = None) -> Plugins:
+    """Everything installed and everything cloned into ``workdir``."""
+    plugins = create_manager()
+    blocked = {n.strip() for n in os.environ.get("HERA_DISABLE_PLUGINS", "").split(",") if n.strip()}
+    for name in blocked:
+        plugins.manager.set_blocked(name)
+    local = _workdir_packages(Path.cwd() if workdir is None else workdir)
+    for group in ENTRY_POINT_GROUPS:
+        for ep in entry_points(group=group):
+            if ep.name in local and _installed_location(ep.module) == str(local[ep.name]):
+                del local[ep.name]  # the working directory is the installed package's home
+            if ep.name in blocked or ep.name in local or plugins.manager.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not break hera
+                _warn(f"cannot load plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}")
+                continue
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ""
+            plugins.register(module, ep.name, PluginSource("entry point", _module_location(module), dist))
+    for name, path in sorted(local.items()):
+        if name in blocked:
+            continue
+        module = _import_workdir_package(name, path)
+        if module is not None:
+            plugins.register(module, name, PluginSource("working directory", str(path)))
+    plugins.manager.check_pending()
+    return plugins
+
+
+def _workdir_packages(workdir: Path) -> dict[str, Path]:
+    """``hera_family_<name>`` packages in ``workdir``: either the package
+    itself or a cloned repository holding it one level down."""
+    found: dict[str, Path] = {}
+    try:
+        children = sorted(workdir.glob(f"{WORKDIR_PREFIX}*"))
+    except OSError:
+        return found
+    for child in children:
+        name = child.name[len(WORKDIR_PREFIX):]
+        if not name.isidentifier():
+            continue
+        for package in (child, child / child.name, child / "src" / child.name):
+            if (package / "__init__.py").is_file():
+                found[name] = package
+                break
+    return found
+
+
+def _import_workdir_package(name: str, package: Path) -> ModuleType | None:
+    module_name = WORKDIR_PREFIX + name
+    existing = sys.modules.get(module_name)
+    if existing is not None and _module_location(existing) == str(package):
+        return existing
+    spec = importlib.util.spec_from_file_location(
+        module_name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    if spec is None or spec.loader is None:  # pragma: no cover
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        _warn(f"cannot load family {name!r} from {package}: {type(exc).__name__}: {exc}")
+        return None
+    return module
+
+
+def _installed_location(module_name: str) -> str:
+    """Where an importable module lives, without running it."""
+    try:
+        spec = importlib.util.find_spec(module_name.split(".")[0])
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or not spec.origin:
+        return ""
+    path = Path(spec.origin)
+    return str(path.parent if path.name == "__init__.py" else path)
+
+
+def _module_location(module: ModuleType) -> str:
+    location = getattr(module, "__file__", None) or ""
+    path = Path(location)
+    return str(path.parent if path.name == "__init__.py" else path)
+
+
+def _warn(message: str) -> None:
+    print(f"hera: warning: {message}", file=sys.stderr)

@@ -1,0 +1,137 @@
+"""AgentStore: the installed agents of one scope (this user, the system,
+another user) and their pid-files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hera import atomic, identity, places
+from hera.errors import AgentRunningError, HeraError, InstanceFileError
+from hera.instance import Header, InstanceFile, read_header
+from hera.pidfile import Holder, PidLock, read_holder
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """An installed agent as listed: its header and whether it runs."""
+
+    header: Header
+    scope: places.Scope
+    holder: Holder | None
+
+    @property
+    def id(self) -> str:
+        return self.header.id
+
+    @property
+    def callsign(self) -> str:
+        return self.header.callsign
+
+    @property
+    def status(self) -> str:
+        """``running``, ``down`` (has state) or ``dead`` (never ran)."""
+        if self.holder is not None and self.holder.info.get("op") == "up":
+            return "running"
+        return "down" if self.header.meta.get("alive") else "dead"
+
+
+class AgentStore:
+    """The agents of one scope: ``<data>/agents/<id>.json`` plus pid-files."""
+
+    def __init__(self, scope: places.Scope | None = None):
+        self.scope = scope or places.Scope("user")
+        self.dir = places.agents_dir(self.scope)
+        self.run_dir = places.scope_runtime_dir(self.scope)
+
+    def __repr__(self) -> str:
+        return f"AgentStore({self.scope.label}: {self.dir})"
+
+    # -- places --------------------------------------------------------------
+
+    def path(self, agent_id: str) -> Path:
+        """The agent's file (its only durable copy)."""
+        return self.dir / f"{agent_id}.json"
+
+    def pid_path(self, agent_id: str) -> Path:
+        """The agent's pid-file, named by its id."""
+        return self.run_dir / f"{agent_id}.pid"
+
+    def has(self, agent_id: str) -> bool:
+        return self.path(agent_id).is_file()
+
+    # -- listing and lookup --------------------------------------------------
+
+    def headers(self) -> list[Header]:
+        """Headers of all installed agents (unreadable files are skipped)."""
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                found.append(read_header(path))
+            except InstanceFileError:
+                continue
+        return found
+
+    def entries(self) -> list[AgentEntry]:
+        """All installed agents with their running status."""
+        return [AgentEntry(h, self.scope, read_holder(self.pid_path(h.id))) for h in self.headers()]
+
+    def find(self, ident: str | None = None, callsign: str | None = None) -> Header:
+        """The installed agent named by an id prefix or a callsign."""
+        return identity.resolve(self.headers(), ident, callsign, where=self._where())
+
+    def entry(self, header: Header) -> AgentEntry:
+        return AgentEntry(header, self.scope, read_holder(self.pid_path(header.id)))
+
+    def _where(self) -> str:
+        return "installed" if self.scope.kind == "user" else f"installed for {self.scope.label}"
+
+    # -- locking -------------------------------------------------------------
+
+    def lock(self, agent_id: str, op: str) -> PidLock:
+        """Take the agent's pid-file lock for ``op`` or raise
+        :class:`AgentRunningError`; temp files of a dead writer are removed."""
+        places.ensure_private_dir(self.run_dir)
+        lock = PidLock(self.pid_path(agent_id))
+        if not lock.acquire():
+            holder = read_holder(lock.path)
+            doing = (holder.info.get("op") if holder else None) or "busy"
+            pid = f" (pid {holder.pid})" if holder and holder.pid else ""
+            if doing == "up":
+                raise AgentRunningError(f"agent {agent_id} is running{pid}; down it first")
+            raise AgentRunningError(f"agent {agent_id} is busy: {doing}{pid}")
+        lock.record(op=op)
+        atomic.remove_leftovers(self.path(agent_id))
+        return lock
+
+    # -- writing (callers hold the agent's lock) -----------------------------
+
+    def save(self, instance: InstanceFile) -> Path:
+        """Write the agent's file atomically."""
+        places.ensure_private_dir(self.dir)
+        path = self.path(instance.id)
+        try:
+            instance.write(path)
+        except PermissionError:
+            raise HeraError(f"cannot write {path}: permission denied") from None
+        except OSError as exc:
+            raise HeraError(f"cannot write {path}: {exc.strerror}") from None
+        return path
+
+    def load(self, agent_id: str) -> InstanceFile:
+        """Read and check the agent's file."""
+        return InstanceFile.read(self.path(agent_id))
+
+    def remove(self, agent_id: str) -> None:
+        """Delete the agent's file durably."""
+        path = self.path(agent_id)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except PermissionError:
+            raise HeraError(f"cannot remove {path}: permission denied") from None
+        atomic.fsync_directory(path.parent)

@@ -1,0 +1,1 @@
+"""abraxas: the reference family of hera."""
