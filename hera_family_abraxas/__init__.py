@@ -1,1 +1,121 @@
-"""abraxas: the reference family of hera."""
+"""abraxas: hera's reference family, a sheet of cortical columns.
+
+A 2-D grid of columns, each with ``depth`` layers of leaky integrate-and-fire
+neurons; spikes travel with conduction delays (spikes in flight are state),
+compete inside each layer of a column (winner-take-all), and drive always-on
+spike-timing dependent plasticity with homeostatic thresholds. Instances are
+built with zero weights and learn from their input.
+
+This module only holds the hook implementations; it imports torch inside the
+hooks that need it, so ``hera families`` and ``hera layouts`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hera.hooks import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
+
+NAME = "abraxas"
+__version__ = "0.1.0"
+#: Version of the tensor layout inside instance files (see docs/abraxas.md).
+DATA_FORMAT = 1
+
+
+@hookimpl
+def hera_family() -> FamilyInfo:
+    return FamilyInfo(name=NAME, version=__version__, data_format=DATA_FORMAT,
+                      summary="cortical columns with delays, competition and STDP")
+
+
+@hookimpl
+def hera_layouts(family: str) -> list[LayoutInfo] | None:
+    if family != NAME:
+        return None
+    from hera_family_abraxas import layouts
+
+    found = []
+    for name, (summary, _) in layouts.LAYOUTS.items():
+        d = layouts.definition_for(name, {})
+        found.append(LayoutInfo(name=name, summary=summary, parameters=d,
+                                neurons=layouts.neuron_count(d), synapses=layouts.synapse_count(d),
+                                bytes=sum(layouts.memory_by_class(d).values())))
+    return found
+
+
+@hookimpl
+def hera_build(family: str, layout: str, overrides: dict[str, Any], seed: int):
+    if family != NAME:
+        return None
+    from hera.hooks import Built
+    from hera_family_abraxas import layouts, model
+
+    definition = layouts.definition_for(layout, overrides)
+    return Built(definition=definition, tensors=model.zero_parameters(definition))
+
+
+@hookimpl
+def hera_simulate(family: str, definition: dict[str, Any], device: str) -> ResourceReport | None:
+    if family != NAME:
+        return None
+    from hera_family_abraxas import layouts
+
+    layouts.check_definition(definition)
+    classes = layouts.memory_by_class(definition)
+    return ResourceReport(device=device, tensors=classes, dominant="width x height x depth x cells")
+
+
+@hookimpl
+def hera_grow(family: str, definition: dict[str, Any], tensors: dict, state: Any,
+              changes: dict[str, Any]):
+    if family != NAME:
+        return None
+    from hera.errors import DefinitionError
+
+    raise DefinitionError("abraxas cannot grow agents in this version")
+
+
+@hookimpl
+def hera_load(family: str, definition: dict[str, Any], tensors: dict, state: Any, device: str,
+              seed: int):
+    if family != NAME:
+        return None
+    from hera.hooks import LoadedAgent
+    from hera_family_abraxas.model import Sheet
+
+    sheet = Sheet(definition, tensors, state, device, seed)
+    return LoadedAgent(handle=sheet, device=str(sheet.device), backend="torch")
+
+
+@hookimpl
+def hera_step(family: str, agent: Any, steps: int) -> int | None:
+    if family != NAME:
+        return None
+    agent.run(steps)
+    return steps
+
+
+@hookimpl
+def hera_serialize(family: str, agent: Any):
+    if family != NAME:
+        return None
+    return agent.snapshot()
+
+
+@hookimpl
+def hera_encode_input(family: str, agent: Any, line: str) -> bool | None:
+    if family != NAME:
+        return None
+    from hera_family_abraxas.codec import line_to_values
+
+    agent.set_input(line_to_values(line))
+    return True
+
+
+@hookimpl
+def hera_decode_output(family: str, agent: Any) -> str | None:
+    if family != NAME:
+        return None
+    from hera_family_abraxas.codec import counts_to_line
+
+    return counts_to_line(agent.take_output())

@@ -1,0 +1,69 @@
+"""List installed agents: this user's, another user's (--user NAME), or
+those of every user and the system (--all). Agents kept only as files in
+working directories are not listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hera.commands._common import add_json_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", metavar="NAME", help="list the agents of user NAME")
+    parser.add_argument("--system", action="store_true", help="list the system's agents")
+    parser.add_argument("--all", action="store_true", help="list every user's and the system's agents")
+    add_json_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hera import places
+    from hera.errors import UsageError
+    from hera.output import print_json, print_table
+    from hera.store import AgentStore
+
+    if args.all and (args.user or args.system):
+        raise UsageError("--all lists everyone's agents; leave out --user/--system")
+    if args.all:
+        scopes = places.all_user_scopes() + [places.Scope("system")]
+    else:
+        scopes = [places.Scope.of(args.system, args.user)]
+    rows = [agent_row(entry) for scope in scopes for entry in AgentStore(scope).entries()]
+    if args.json:
+        print_json(rows)
+        return 0
+    headers = ["ID", "CALLSIGN", "FAMILY/LAYOUT", "STATUS", "STEPS", "PID", "DEVICE"]
+    if args.all:
+        headers.insert(0, "OWNER")
+    table = []
+    for row in rows:
+        cells = [row["id"][:8], row["callsign"], f"{row['family']}/{row['layout']}", row["status"],
+                 row["steps"], row["pid"] or "-", row["device"] or "-"]
+        if args.all:
+            cells.insert(0, row["scope"])
+        table.append(cells)
+    print_table(headers, table, empty="no agents installed")
+    return 0
+
+
+def agent_row(entry) -> dict:
+    """One agent as a JSON-ready dict (also the ``--json`` schema)."""
+    meta = entry.header.meta
+    holder = entry.holder
+    info = holder.info if holder else {}
+    return {
+        "id": entry.id,
+        "callsign": entry.callsign,
+        "family": meta["family"]["name"],
+        "family_version": meta["family"]["version"],
+        "layout": meta["layout"],
+        "status": entry.status,
+        "steps": meta["steps"],
+        "incarnation": meta["incarnation"],
+        "scope": entry.scope.label,
+        "pid": holder.pid if holder else None,
+        "device": info.get("device"),
+        "backend": info.get("backend"),
+        "path": str(entry.header.path),
+    }

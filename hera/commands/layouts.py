@@ -1,0 +1,48 @@
+"""List the layouts of the installed families with their size: neurons,
+synapses and the device memory an upped instance needs. --device ID keeps
+the layouts that fit that device's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hera.commands._common import add_json_option
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", metavar="ID", help="keep the layouts that fit device ID (cpu, cuda:0, ...)")
+    add_json_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hera.output import human_bytes, human_count, print_json, print_table
+    from hera.plugins import load_plugins
+
+    plugins = load_plugins()
+    family_filter = getattr(args, "family", None)
+    if family_filter:
+        plugins.family(family_filter)  # unknown family → clear error
+    limit = None
+    if args.device:
+        from hera.devices import device_memory
+
+        limit = device_memory(args.device.strip().lower())
+    rows = []
+    for info, _, _ in plugins.families():
+        if family_filter and info.name != family_filter:
+            continue
+        for layout in plugins.hook.hera_layouts(family=info.name) or []:
+            if limit is not None and layout.bytes > limit:
+                continue
+            rows.append({"family": info.name, "layout": layout.name, "neurons": layout.neurons,
+                         "synapses": layout.synapses, "bytes": layout.bytes,
+                         "summary": layout.summary, "parameters": layout.parameters})
+    if args.json:
+        print_json(rows)
+        return 0
+    empty = "no layout fits that device" if limit is not None else "no layouts (no families installed?)"
+    print_table(["FAMILY/LAYOUT", "NEURONS", "SYNAPSES", "MEMORY", "SUMMARY"],
+                [[f"{r['family']}/{r['layout']}", human_count(r["neurons"]), human_count(r["synapses"]),
+                  human_bytes(r["bytes"]), r["summary"]] for r in rows], empty=empty)
+    return 0

@@ -1,0 +1,21 @@
+"""Lines of text to input-channel values and output counts to a line (no torch)."""
+
+from __future__ import annotations
+
+
+def line_to_values(line: str) -> list[float]:
+    """A line of numbers (space or comma separated) is taken as channel
+    values in [0, 1]; any other text is encoded byte by byte (byte / 255)."""
+    fields = line.replace(",", " ").split()
+    try:
+        numbers = [float(f) for f in fields]
+    except ValueError:
+        numbers = None
+    if numbers is not None and fields:
+        return [min(1.0, max(0.0, n)) if n == n else 0.0 for n in numbers]
+    return [b / 255.0 for b in line.encode("utf-8")]
+
+
+def counts_to_line(counts: list[int]) -> str:
+    """Output spike counts as one line of whole numbers."""
+    return " ".join(str(c) for c in counts)

@@ -1,0 +1,132 @@
+"""abraxas layouts and the definition they expand to (no torch here).
+
+A definition is the complete, JSON-valued description of an instance: the
+geometry (grid of columns, layers, cells, input channels, dendrite and axon
+lengths) and the dynamics constants. Layouts are named definitions; the
+configuration files and ``build --set`` override single parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hera.errors import DefinitionError
+
+#: Parameters every definition has, with their defaults (the ``example`` layout).
+DEFAULTS: dict[str, Any] = {
+    # geometry
+    "width": 3,          # columns along x
+    "height": 3,         # columns along y
+    "depth": 2,          # layers per column; the last one is the output area
+    "cells": 6,          # neurons per layer of a column
+    "inputs": 16,        # input channels (the input area)
+    "dendrite": 1,       # receptive-field reach, in columns (Chebyshev distance)
+    "axon": 3,           # longest conduction delay, in steps
+    # dynamics (one step = 1 ms)
+    "tau_membrane": 20.0,
+    "threshold": 1.0,
+    "refractory": 2,
+    "noise": 0.35,        # std of the intrinsic noise current: lets a zero instance fire
+    "input_rate": 0.05,   # spike probability per step of an idle input channel
+    "max_rate": 0.5,      # spike probability per step of a fully driven input channel
+    # plasticity
+    "tau_trace": 20.0,
+    "a_plus": 0.01,
+    "a_minus": 0.008,
+    "w_max": 1.0,
+    "theta_plus": 0.05,   # threshold rise per spike (homeostasis)
+    "tau_theta": 1000.0,
+}
+
+GEOMETRY = ("width", "height", "depth", "cells", "inputs", "dendrite", "axon")
+_INTEGERS = GEOMETRY + ("refractory",)
+_MINIMUM = {"width": 1, "height": 1, "depth": 1, "cells": 1, "inputs": 1, "dendrite": 0,
+            "axon": 1, "refractory": 0}
+
+LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "example": ("light: for tests and a CPU", {}),
+    "small": ("an 8x8 sheet of three-layer columns",
+              {"width": 8, "height": 8, "depth": 3, "cells": 12, "inputs": 64, "dendrite": 1,
+               "axon": 4}),
+}
+
+
+def definition_for(layout: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The checked definition of ``layout`` with ``overrides`` applied."""
+    if layout not in LAYOUTS:
+        raise DefinitionError(f"abraxas has no layout {layout!r} (layouts: {', '.join(LAYOUTS)})")
+    definition = dict(DEFAULTS)
+    definition.update(LAYOUTS[layout][1])
+    for key, value in overrides.items():
+        if key not in DEFAULTS:
+            raise DefinitionError(f"abraxas has no layout parameter {key!r} "
+                                  f"(parameters: {', '.join(DEFAULTS)})")
+        definition[key] = value
+    check_definition(definition)
+    return definition
+
+
+def check_definition(definition: dict[str, Any]) -> None:
+    """Refuse a definition with a missing, mistyped or out-of-range value."""
+    for key in DEFAULTS:
+        if key not in definition:
+            raise DefinitionError(f"abraxas definition lacks {key!r}")
+        value = definition[key]
+        if key in _INTEGERS:
+            if type(value) is not int or value < _MINIMUM[key]:
+                raise DefinitionError(f"abraxas parameter {key!r} must be a whole number "
+                                      f">= {_MINIMUM[key]}, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise DefinitionError(f"abraxas parameter {key!r} must be a non-negative number, "
+                                  f"not {value!r}")
+    for key in ("tau_membrane", "tau_trace", "tau_theta"):
+        if definition[key] <= 0:
+            raise DefinitionError(f"abraxas parameter {key!r} must be positive")
+    for key in ("input_rate", "max_rate"):
+        if definition[key] > 1:
+            raise DefinitionError(f"abraxas parameter {key!r} is a probability per step (<= 1)")
+
+
+def neuron_count(d: dict[str, Any]) -> int:
+    """Neurons of an instance (input channels not counted)."""
+    return d["width"] * d["height"] * d["depth"] * d["cells"]
+
+
+def _columns_within(d: dict[str, Any]) -> int:
+    """Sum over all columns of the number of columns within dendrite reach
+    (itself included), clipped at the sheet's edges."""
+    def reach_1d(size: int) -> int:
+        return sum(min(size - 1, i + d["dendrite"]) - max(0, i - d["dendrite"]) + 1
+                   for i in range(size))
+
+    return reach_1d(d["width"]) * reach_1d(d["height"])
+
+
+def synapse_count(d: dict[str, Any]) -> int:
+    """Synapses that can carry weight: input → first layer, layer → next
+    layer and lateral within a layer, each within dendrite reach."""
+    cells, depth = d["cells"], d["depth"]
+    columns = d["width"] * d["height"]
+    feed_in = d["inputs"] * columns * cells
+    pairs = _columns_within(d)  # ordered column pairs within reach
+    forward = (depth - 1) * pairs * cells * cells
+    lateral = depth * (pairs * cells * cells - columns * cells)  # no self-synapses
+    return feed_in + forward + lateral
+
+
+def source_count(d: dict[str, Any]) -> int:
+    """Rows of the weight matrix: input channels, then neurons."""
+    return d["inputs"] + neuron_count(d)
+
+
+def memory_by_class(d: dict[str, Any]) -> dict[str, int]:
+    """Bytes an upped instance allocates, by tensor class (see ``model``)."""
+    sources, neurons, axon = source_count(d), neuron_count(d), d["axon"]
+    dense = sources * neurons
+    return {
+        "weights": dense * 4,                         # float32 [sources, neurons]
+        "connectivity": dense * 1 + dense * 8,        # bool mask + int64 delay slots
+        "delay buffers": axon * sources * 4,          # spikes in flight, float32
+        "neuron state": neurons * (4 * 6 + 8) + sources * 4 + d["inputs"] * 4,
+        "step temporaries": dense * (4 * 3 + 8),      # arrivals, products, STDP terms, gather index
+    }
