@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with 'did you mean' for mistyped commands and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if "invalid choice" in message and "argument command" in message:
+        if "invalid choice" in message and message.lower().startswith("argument command"):
             wrong = message.split("'")[1] if "'" in message else ""
             close = difflib.get_close_matches(wrong, COMMANDS, n=1)
             if close:

@@ -51,8 +51,13 @@ class Plugins:
         return self.manager.hook
 
     def register(self, plugin: object, name: str, source: PluginSource | None = None) -> None:
-        """Register a plugin object or module under ``name``."""
-        self.manager.register(plugin, name=name)
+        """Register a plugin object or module under ``name``; a hook
+        implementation whose arguments do not match its spec is refused
+        with one line naming the plugin."""
+        try:
+            self.manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise HeraError(f"plugin {name!r} is broken: {exc}") from None
         self.sources[name] = source or PluginSource("registered", repr(plugin))
 
     def families(self) -> list[tuple[FamilyInfo, str, PluginSource]]:
@@ -117,8 +122,19 @@ def load_plugins(workdir: Path | None = None) -> Plugins:
         module = _import_workdir_package(name, path)
         if module is not None:
             plugins.register(module, name, PluginSource("working directory", str(path)))
-    plugins.manager.check_pending()
+    check_hooks(plugins)
     return plugins
+
+
+def check_hooks(plugins: Plugins) -> None:
+    """Fail loudly, naming the plugin, when one implements a hook hera does
+    not define (usually a misspelt ``hera_*`` name)."""
+    try:
+        plugins.manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = plugins.manager.get_name(exc.plugin) or repr(exc.plugin)
+        known = ", ".join(sorted(n for n in dir(specs) if n.startswith("hera_")))
+        raise HeraError(f"plugin {name!r} is broken: {exc} (hera's hooks: {known})") from None
 
 
 def _workdir_packages(workdir: Path) -> dict[str, Path]:

@@ -1,0 +1,89 @@
+"""Shared fixtures: a private hera world (HOME, data, runtime, working dir)
+and a runner for the real ``hera`` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@dataclass
+class HeraWorld:
+    """Temporary places for one test, and a way to run ``hera`` in them."""
+
+    root: Path
+    home: Path
+    workdir: Path
+    data: Path
+    runtime: Path
+    env: dict[str, str]
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.data / "agents"
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120,
+            input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        """Run ``python -m hera ARGS`` and return the finished process."""
+        proc = subprocess.run([sys.executable, "-m", "hera", *args], cwd=cwd or self.workdir,
+                              env=self.env, capture_output=True, text=True, timeout=timeout,
+                              input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"hera {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def run_python(self, code: str) -> subprocess.CompletedProcess:
+        """Run ``python -c CODE`` in the working directory with this world's env."""
+        proc = subprocess.run([sys.executable, "-c", code], cwd=self.workdir, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise AssertionError(f"python -c failed: {proc.stderr}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        """Start ``python -m hera ARGS`` without waiting."""
+        return subprocess.Popen([sys.executable, "-m", "hera", *args], cwd=self.workdir,
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def build(self, *extra: str) -> tuple[str, Path]:
+        """Build an abraxas/example instance; return its id and file."""
+        proc = self.run("--family", "abraxas", "--layout", "example", "build", *extra)
+        words = proc.stdout.split()
+        return words[1], Path(words[-1])
+
+    def agents(self, *extra: str) -> list[dict]:
+        """``hera agents --json`` parsed."""
+        return json.loads(self.run("agents", "--json", *extra).stdout)
+
+
+def make_world(root: Path) -> HeraWorld:
+    """A private HOME, data dir, runtime dir and working dir under ``root``."""
+    home, work = root / "home", root / "work"
+    data, runtime = root / "data", root / "run"
+    for path in (home, work):
+        path.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERA_", "XDG_"))}
+    env.update(HOME=str(home), HERA_DATA_DIR=str(data), HERA_RUNTIME_DIR=str(runtime),
+               HERA_SYSTEM_DIR=str(root / "system"), HERA_USERS_DIR=str(root / "users"),
+               PYTHONUNBUFFERED="1")
+    return HeraWorld(root, home, work, data, runtime, env)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> HeraWorld:
+    """A hera world of this test's own."""
+    return make_world(tmp_path)

@@ -1,0 +1,124 @@
+"""A tiny family defined by the tests, to show that hera's core needs no
+abraxas: one vector of counters (learned), an accumulator of random draws
+and the generator's state (dynamic). Tests write this source into a
+``hera_family_tally`` package or register the module directly."""
+
+from __future__ import annotations
+
+from hera.errors import DefinitionError
+from hera.hooks import (Built, DynamicState, FamilyInfo, LayoutInfo, LoadedAgent,
+                        ResourceReport, Snapshot, hookimpl)
+
+NAME = "tally"
+
+
+@hookimpl
+def hera_family():
+    return FamilyInfo(name=NAME, version="0.0.1", summary="counters for tests")
+
+
+@hookimpl
+def hera_layouts(family):
+    if family != NAME:
+        return None
+    return [LayoutInfo("example", "four counters", {"size": 4}, 4, 0, 64)]
+
+
+@hookimpl
+def hera_build(family, layout, overrides, seed):
+    if family != NAME:
+        return None
+    import torch
+
+    if layout != "example":
+        raise DefinitionError(f"tally has no layout {layout!r}")
+    definition = {"size": 4, **overrides}
+    return Built(definition, {"counts": torch.zeros(definition["size"], dtype=torch.float64)})
+
+
+@hookimpl
+def hera_simulate(family, definition, device):
+    if family != NAME:
+        return None
+    return ResourceReport(device, {"counters": definition["size"] * 16}, "size")
+
+
+@hookimpl
+def hera_grow(family, definition, tensors, state, changes):
+    if family != NAME:
+        return None
+    import torch
+
+    size = changes.get("size", definition["size"])
+    if size < definition["size"]:
+        raise DefinitionError(f"tally cannot shrink size {definition['size']} to {size}")
+    pad = size - definition["size"]
+    grown = {"counts": torch.cat([tensors["counts"], torch.zeros(pad, dtype=torch.float64)])}
+    if state is not None:
+        acc = torch.cat([state.tensors["acc"], torch.zeros(pad, dtype=torch.float64)])
+        state = DynamicState({"acc": acc, "rng": state.tensors["rng"]}, dict(state.values))
+    return Snapshot({**definition, "size": size}, grown, state)
+
+
+class Counter:
+    def __init__(self, definition, tensors, state, seed):
+        import torch
+
+        self.definition = definition
+        self.counts = tensors["counts"].clone()
+        self.generator = torch.Generator()
+        if state is None:
+            self.generator.manual_seed(seed)
+            self.acc = torch.zeros(definition["size"], dtype=torch.float64)
+            self.inputs = []
+        else:
+            self.generator.set_state(state.tensors["rng"])
+            self.acc = state.tensors["acc"].clone()
+            self.inputs = list(state.values["inputs"])
+
+    def run(self, steps):
+        import torch
+
+        for _ in range(steps):
+            self.acc += torch.rand(self.definition["size"], generator=self.generator,
+                                   dtype=torch.float64)
+            self.counts += 1
+
+
+@hookimpl
+def hera_load(family, definition, tensors, state, device, seed):
+    if family != NAME:
+        return None
+    return LoadedAgent(Counter(definition, tensors, state, seed), "cpu", "torch")
+
+
+@hookimpl
+def hera_step(family, agent, steps):
+    if family != NAME:
+        return None
+    agent.run(steps)
+    return steps
+
+
+@hookimpl
+def hera_serialize(family, agent):
+    if family != NAME:
+        return None
+    state = DynamicState({"acc": agent.acc.clone(), "rng": agent.generator.get_state()},
+                         {"inputs": list(agent.inputs)})
+    return Snapshot(dict(agent.definition), {"counts": agent.counts.clone()}, state)
+
+
+@hookimpl
+def hera_encode_input(family, agent, line):
+    if family != NAME:
+        return None
+    agent.inputs.append(line)
+    return True
+
+
+@hookimpl
+def hera_decode_output(family, agent):
+    if family != NAME:
+        return None
+    return " ".join(f"{c:.0f}" for c in agent.counts.tolist())

@@ -1,0 +1,38 @@
+"""Running 2N steps at once gives bit-identical state to N steps, down, up,
+N steps: through the real command, random-generator state included."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from hera.instance import InstanceFile
+from tests.conftest import make_world
+
+
+def test_2n_steps_equal_n_down_up_n(world, tmp_path):
+    agent_id, path = world.build()
+    other = make_world(tmp_path / "other")
+    shutil.copy(world.workdir / path.name, other.workdir / path.name)
+
+    world.run("up", path.name, "--steps", "400", "--silent")
+    other.run("up", path.name, "--steps", "200", "--silent")
+    other.run("--uuid", agent_id, "up", "--steps", "200", "--silent")
+
+    once = InstanceFile.read(world.agents_dir / f"{agent_id}.json")
+    twice = InstanceFile.read(other.agents_dir / f"{agent_id}.json")
+    assert once.steps == twice.steps == 400
+    assert (once.meta["incarnation"], twice.meta["incarnation"]) == (1, 2)
+    a, b = once.tensors(), twice.tensors()
+    assert a.keys() == b.keys() and a["weights"].any()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    sa, sb = once.state(), twice.state()
+    assert sa.values == sb.values
+    assert sa.tensors.keys() == sb.tensors.keys() and "rng" in sa.tensors
+    for name in sa.tensors:
+        assert torch.equal(sa.tensors[name], sb.tensors[name]), name
+    # Identical state, stored the same way: the tensor entries are byte-identical.
+    assert once.tensor_entries == twice.tensor_entries
+    assert once.state_entries == twice.state_entries

@@ -1,0 +1,195 @@
+"""The whole life of an agent through the real ``hera`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from hera.instance import InstanceFile, read_header
+
+
+def test_families_layouts_devices_describe_the_host(world):
+    families = json.loads(world.run("families", "--json").stdout)
+    abraxas = next(f for f in families if f["name"] == "abraxas")
+    assert abraxas["found"] == "entry point"
+    assert abraxas["version"]
+    assert "hera_step" in abraxas["hooks"] and "hera_build" in abraxas["hooks"]
+
+    layouts = json.loads(world.run("layouts", "--json").stdout)
+    example = next(r for r in layouts if (r["family"], r["layout"]) == ("abraxas", "example"))
+    assert example["neurons"] > 0 and example["synapses"] > 0 and example["bytes"] > 0
+    assert "abraxas/example" in world.run("layouts").stdout
+
+    devices = json.loads(world.run("devices", "--json").stdout)
+    cpu = devices[0]
+    assert cpu["id"] == "cpu" and cpu["usable"] and cpu["cores"] >= 1 and cpu["memory"] > 0
+
+
+def test_layouts_device_filter_keeps_what_fits(world):
+    everything = json.loads(world.run("layouts", "--json").stdout)
+    fitting = json.loads(world.run("layouts", "--device", "cpu", "--json").stdout)
+    assert fitting and all(row in everything for row in fitting)
+    missing = world.run("layouts", "--device", "cuda:7", check=False)
+    assert missing.returncode == 1 and "cuda:7" in missing.stderr
+
+
+def test_build_writes_a_dead_zero_instance(world):
+    agent_id, path = world.build()
+    assert path.name == f"{agent_id}.json"
+    instance = InstanceFile.read(path)
+    assert instance.id == agent_id and not instance.alive and instance.steps == 0
+    assert instance.family == "abraxas" and instance.layout == "example"
+    assert all(not t.any() for t in instance.tensors().values())
+    assert not world.agents_dir.exists() or not any(world.agents_dir.iterdir())
+
+
+def test_build_to_a_named_file(world):
+    proc = world.run("--family", "abraxas", "--layout", "example", "build", "mine.json")
+    assert (world.workdir / "mine.json").is_file()
+    assert "mine.json" in proc.stdout
+
+
+def test_walkthrough_up_resume_uninstall_install_destroy(world):
+    agent_id, path = world.build()
+    original = path.read_bytes()
+
+    world.run("up", path.name, "--steps", "300", "--silent")
+    assert path.read_bytes() == original, "the working-directory file must not evolve"
+    [row] = world.agents()
+    assert (row["id"], row["status"], row["steps"]) == (agent_id, "down", 300)
+    cached = InstanceFile.read(world.agents_dir / f"{agent_id}.json")
+    assert cached.alive and cached.meta["incarnation"] == 1
+    assert cached.tensors()["weights"].any(), "plasticity must have changed the zero weights"
+
+    table = world.run("agents").stdout
+    assert agent_id[:8] in table and "down" in table and "300" in table
+
+    out = world.run("--uuid", agent_id[:6], "up", "--steps", "300").stdout
+    assert "at step 300" in out and "at step 600" in out
+    [row] = world.agents()
+    assert row["steps"] == 600
+
+    path.unlink()
+    world.run("--uuid", agent_id[:6], "uninstall")
+    assert world.agents() == []
+    copy = InstanceFile.read(world.workdir / f"{agent_id}.json")
+    assert copy.steps == 600 and copy.alive and "installed" not in copy.meta
+
+    world.run("install", f"{agent_id}.json")
+    [row] = world.agents()
+    assert row["steps"] == 600
+    again = world.run("install", f"{agent_id}.json", check=False)
+    assert again.returncode == 1 and "already installed" in again.stderr
+
+    proc = world.run("--uuid", agent_id[:6], "destroy", "--yes")
+    assert "cannot be undone" in proc.stdout
+    assert world.agents() == []
+
+
+def test_callsign_identifies_an_agent(world):
+    agent_id, path = world.build("--name", "nimble-probe")
+    world.run("install", path.name)
+    proc = world.run("--callsign", "nimble-probe", "up", "--steps", "5")
+    assert agent_id in proc.stdout
+
+
+def test_install_for_system_and_for_another_user(world):
+    _, path = world.build()
+    world.run("install", "--system", path.name)
+    world.run("install", "--user", "someone-else", path.name)
+    assert world.agents() == []
+    assert len(world.agents("--system")) == 1
+    assert len(world.agents("--user", "someone-else")) == 1
+    everyone = world.agents("--all")
+    assert sorted(r["scope"] for r in everyone) == ["system", "user:someone-else"]
+
+
+def _wait_running(world, agent_id, process, limit=60.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        rows = [r for r in world.agents() if r["id"] == agent_id]
+        if rows and rows[0]["status"] == "running":
+            return rows[0]
+        if process.poll() is not None:
+            raise AssertionError(f"up exited early: {process.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError("agent never reported running")
+
+
+def test_down_from_another_terminal_saves_and_stops(world):
+    agent_id, path = world.build()
+    up = world.popen("up", path.name)
+    try:
+        row = _wait_running(world, agent_id, up)
+        assert row["pid"] == up.pid and row["device"] == "cpu" and row["backend"] == "torch"
+
+        second = world.run("up", path.name, "--steps", "1", check=False)
+        assert second.returncode == 1 and "running" in second.stderr
+
+        refused = world.run("--uuid", agent_id, "destroy", "--yes", check=False)
+        assert refused.returncode == 1 and "running" in refused.stderr
+
+        down = world.run("down")  # one agent runs: no identifier needed
+        assert agent_id in down.stdout
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    [row] = world.agents()
+    assert row["status"] == "down" and row["steps"] > 0
+    assert not (world.runtime / f"{agent_id}.pid").exists()
+
+
+def test_sigterm_to_up_saves_state(world):
+    agent_id, path = world.build()
+    up = world.popen("up", path.name, "--silent")
+    try:
+        _wait_running(world, agent_id, up)
+        time.sleep(0.3)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    header = read_header(world.agents_dir / f"{agent_id}.json")
+    assert header.meta["steps"] > 0 and header.meta["alive"]
+
+
+def test_sigkill_leaves_previous_state_and_a_stale_pidfile_is_recognised(world):
+    agent_id, path = world.build()
+    world.run("up", path.name, "--steps", "50")
+    before = (world.agents_dir / f"{agent_id}.json").read_bytes()
+    up = world.popen("--uuid", agent_id, "up")
+    try:
+        _wait_running(world, agent_id, up)
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert (world.agents_dir / f"{agent_id}.json").read_bytes() == before
+    [row] = world.agents()
+    assert row["status"] == "down", "a pid-file nobody holds is stale"
+    world.run("--uuid", agent_id, "up", "--steps", "10")
+    assert world.agents()[0]["steps"] == 60
+
+
+def test_down_with_several_running_asks_which(world):
+    first_id, first = world.build()
+    second_id, second = world.build()
+    ups = [world.popen("up", first.name, "--silent"), world.popen("up", second.name, "--silent")]
+    try:
+        _wait_running(world, first_id, ups[0])
+        _wait_running(world, second_id, ups[1])
+        ambiguous = world.run("down", check=False)
+        assert ambiguous.returncode == 1 and "2 agents are running" in ambiguous.stderr
+        world.run("--uuid", first_id[:8], "down")
+        world.run("down", second.name)
+        assert [p.wait(timeout=30) for p in ups] == [0, 0]
+    finally:
+        for p in ups:
+            if p.poll() is None:
+                p.kill()
+    assert {r["status"] for r in world.agents()} == {"down"}

@@ -1,0 +1,195 @@
+"""Plugin discovery and the hook contract, with a family the tests define
+themselves: hera's core must not depend on abraxas."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hera import manager, runner
+from hera.errors import HeraError
+from hera.hooks import hookimpl, specs
+from hera.places import Scope
+from hera.plugins import create_manager, load_plugins
+from hera.store import AgentStore
+from tests import tally_family
+
+TALLY_SOURCE = Path(tally_family.__file__).read_text()
+HOOKS = sorted(n for n in dir(specs) if n.startswith("hera_"))
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """Private data and runtime dirs for in-process lifecycle calls."""
+    monkeypatch.setenv("HERA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HERA_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tally():
+    """A plugin manager holding only the test family; unregistered after."""
+    plugins = create_manager()
+    plugins.register(tally_family, "tally")
+    yield plugins
+    plugins.manager.unregister(name="tally")
+
+
+class StepRecorder:
+    """A non-family plugin wrapping hera_step, as a recorder would."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, int, int]] = []
+
+    @hookimpl(wrapper=True)
+    def hera_step(self, family, agent, steps):
+        done = yield
+        self.calls.append((family, steps, done))
+        return done
+
+
+def test_core_runs_a_family_defined_by_the_test(places, tally):
+    path, built = manager.build(tally, "tally", "example", {"size": 3}, None)
+    assert built.definition == {"size": 3} and not built.alive
+    store = AgentStore(Scope("user"))
+    target = manager.select_target(store, str(path), None, None, allow_uninstalled=True)
+    result = runner.up(tally, target, runner.UpOptions(steps=25, chunk=7), say=lambda _: None)
+    assert result.total_steps == 25
+    saved = store.load(built.id)
+    assert saved.tensors()["counts"].tolist() == [25.0, 25.0, 25.0]
+    assert saved.state().tensors["acc"].sum() > 0
+
+
+def test_every_hook_answers_for_its_family_and_none_for_others(places, tally):
+    hook = tally.hook
+    assert [i.name for i in hook.hera_family()] == ["tally"]
+    assert hook.hera_layouts(family="tally")[0].name == "example"
+    assert hook.hera_layouts(family="other") is None
+    built = hook.hera_build(family="tally", layout="example", overrides={}, seed=1)
+    assert built.tensors["counts"].shape == (4,)
+    assert hook.hera_build(family="other", layout="example", overrides={}, seed=1) is None
+    assert hook.hera_simulate(family="tally", definition=built.definition, device="cpu").total == 64
+    grown = hook.hera_grow(family="tally", definition=built.definition, tensors=built.tensors,
+                           state=None, changes={"size": 6})
+    assert grown.tensors["counts"].shape == (6,)
+    loaded = hook.hera_load(family="tally", definition=built.definition, tensors=built.tensors,
+                            state=None, device="cpu", seed=3)
+    assert hook.hera_step(family="tally", agent=loaded.handle, steps=5) == 5
+    assert hook.hera_encode_input(family="tally", agent=loaded.handle, line="hello") is True
+    assert hook.hera_decode_output(family="tally", agent=loaded.handle) == "5 5 5 5"
+    snap = hook.hera_serialize(family="tally", agent=loaded.handle)
+    assert snap.state.values["inputs"] == ["hello"]
+    for name in HOOKS:
+        if name != "hera_family":
+            assert getattr(hook, name).spec.opts.get("firstresult"), name
+
+
+def test_a_hookwrapper_sees_every_chunk(places, tally):
+    recorder = StepRecorder()
+    tally.register(recorder, "recorder")
+    path, built = manager.build(tally, "tally", "example", {}, None)
+    store = AgentStore(Scope("user"))
+    target = manager.select_target(store, str(path), None, None, allow_uninstalled=True)
+    runner.up(tally, target, runner.UpOptions(steps=10, chunk=4), say=lambda _: None)
+    assert recorder.calls == [("tally", 4, 4), ("tally", 4, 4), ("tally", 2, 2)]
+
+
+def test_grow_through_the_core_keeps_what_was_learned(places, tally):
+    path, built = manager.build(tally, "tally", "example", {}, None)
+    store = AgentStore(Scope("user"))
+    target = manager.select_target(store, str(path), None, None, allow_uninstalled=True)
+    runner.up(tally, target, runner.UpOptions(steps=3), say=lambda _: None)
+    target = manager.select_target(store, None, built.id[:8], None)
+    grown = manager.grow(tally, target, {"size": 6})
+    assert grown.tensors()["counts"].tolist() == [3, 3, 3, 3, 0, 0]
+    with pytest.raises(HeraError, match="cannot shrink"):
+        manager.grow(tally, target, {"size": 2})
+    assert store.load(built.id).definition["size"] == 6
+
+
+def _write_family(where: Path, source: str = TALLY_SOURCE, name: str = "tally") -> Path:
+    package = where / f"hera_family_{name}"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(source)
+    return package
+
+
+def test_a_family_cloned_into_the_working_directory_is_found(world):
+    _write_family(world.workdir)
+    families = {f["name"]: f for f in json.loads(world.run("families", "--json").stdout)}
+    assert families["tally"]["found"] == "working directory"
+    assert "abraxas" in families
+    layouts = json.loads(world.run("layouts", "--json", "--family", "tally").stdout)
+    assert [r["layout"] for r in layouts] == ["example"]
+    proc = world.run("--family", "tally", "--layout", "example", "build")
+    agent_id = proc.stdout.split()[1]
+    world.run("up", f"{agent_id}.json", "--steps", "12")
+    world.run("--uuid", agent_id, "grow", "size=5")
+    [row] = world.agents()
+    assert (row["family"], row["steps"]) == ("tally", 12)
+
+
+def test_a_cloned_repository_holding_the_package_is_found(world):
+    _write_family(world.workdir / "hera_family_tally")  # repo/hera_family_tally/__init__.py
+    names = [f["name"] for f in json.loads(world.run("families", "--json").stdout)]
+    assert "tally" in names
+
+
+def test_a_family_installed_by_entry_point_is_found(world, tmp_path):
+    site = tmp_path / "site"
+    _write_family(site)
+    dist = site / "hera_family_tally-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hera-family-tally\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hera.families]\ntally = hera_family_tally\n")
+    world.env["PYTHONPATH"] = str(site)
+    families = {f["name"]: f for f in json.loads(world.run("families", "--json").stdout)}
+    assert families["tally"]["found"] == "entry point"
+    assert families["tally"]["distribution"] == "hera-family-tally 1.0"
+
+
+def test_blocked_plugins_are_not_loaded(world):
+    world.env["HERA_DISABLE_PLUGINS"] = "abraxas"
+    assert json.loads(world.run("families", "--json").stdout) == []
+    proc = world.run("build", check=False)
+    assert proc.returncode == 1 and "unknown family 'abraxas'" in proc.stderr
+
+
+def test_a_misspelt_hook_fails_loudly(world):
+    _write_family(world.workdir, TALLY_SOURCE.replace("def hera_step(", "def hera_stepp("))
+    proc = world.run("families", check=False)
+    assert proc.returncode == 1
+    assert "tally" in proc.stderr and "hera_stepp" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_hook_with_wrong_arguments_fails_loudly(world):
+    _write_family(world.workdir, TALLY_SOURCE.replace("def hera_step(family, agent, steps)",
+                                                      "def hera_step(family, agent, steps, extra)"))
+    proc = world.run("families", check=False)
+    assert proc.returncode == 1 and "tally" in proc.stderr and "extra" in proc.stderr
+
+
+def test_a_family_that_fails_to_import_is_reported_not_fatal(world):
+    _write_family(world.workdir, "raise RuntimeError('half-cloned')\n")
+    proc = world.run("families", "--json")
+    assert "half-cloned" in proc.stderr and "warning" in proc.stderr
+    assert [f["name"] for f in json.loads(proc.stdout)] == ["abraxas"]
+
+
+def test_listing_commands_do_not_load_torch_even_with_a_workdir_family(world):
+    _write_family(world.workdir)
+    code = ("import sys; from hera.cli import main; main(['families']); main(['layouts']);"
+            "print('torch' in sys.modules, 'triton' in sys.modules)")
+    proc = world.run_python(code)
+    assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_installed_plugins_load_in_a_fresh_manager():
+    plugins = load_plugins(workdir=Path(sys.prefix))
+    assert "abraxas" in [info.name for info, _, _ in plugins.families()]
