@@ -56,9 +56,17 @@ def list_devices() -> list[Device]:
     return devices
 
 
+def _nvidia_hardware_visible() -> bool:
+    """Whether this host shows any sign of an NVIDIA GPU (cheap: no torch)."""
+    return (os.path.exists("/proc/driver/nvidia/gpus") or os.path.exists("/dev/nvidiactl")
+            or shutil.which("nvidia-smi") is not None)
+
+
 def _cuda_devices() -> list[Device]:
     found: dict[int, Device] = {}
     note = ""
+    if not _nvidia_hardware_visible():
+        return []  # importing torch (seconds) could only confirm there is none
     try:
         import torch
 
