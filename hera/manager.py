@@ -182,7 +182,7 @@ def uninstall(target: Target, destination: Path, force: bool = False) -> Path:
     try:
         instance = store.load(target.id)
         path = destination / f"{instance.id}.json" if destination.is_dir() else destination
-        if path.exists() and not force:
+        if path.exists() and not force and not _older_copy_of(path, instance):
             raise HeraError(f"{path} exists; move it away, or pass --force to replace it")
         instance.meta.pop("installed", None)
         _write_or_explain(instance, path)
@@ -190,6 +190,16 @@ def uninstall(target: Target, destination: Path, force: bool = False) -> Path:
     finally:
         lock.release()
     return path
+
+
+def _older_copy_of(path: Path, instance: InstanceFile) -> bool:
+    """Whether ``path`` holds an earlier state of the same agent (such as the
+    file it was built as), which its cached state may replace."""
+    try:
+        header = read_header(path)
+    except InstanceFileError:
+        return False
+    return header.id == instance.id and header.meta["steps"] <= instance.steps
 
 
 def destroy(target: Target) -> None:

@@ -71,8 +71,11 @@ def test_walkthrough_up_resume_uninstall_install_destroy(world):
     [row] = world.agents()
     assert row["steps"] == 600
 
-    path.unlink()
-    world.run("--uuid", agent_id[:6], "uninstall")
+    (world.workdir / "notes.txt").write_text("mine")
+    refused = world.run("--uuid", agent_id[:6], "uninstall", "--output", "notes.txt", check=False)
+    assert refused.returncode == 1 and "exists" in refused.stderr
+    assert (world.workdir / "notes.txt").read_text() == "mine" and len(world.agents()) == 1
+    world.run("--uuid", agent_id[:6], "uninstall")  # replaces the file it was built as
     assert world.agents() == []
     copy = InstanceFile.read(world.workdir / f"{agent_id}.json")
     assert copy.steps == 600 and copy.alive and "installed" not in copy.meta

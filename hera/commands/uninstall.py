@@ -1,6 +1,8 @@
 """Move a downed agent out of the cache into a file in the working
-directory (named by its UUID, or --output). The file holds the agent's
-complete state, so 'hera up FILE' brings it back.
+directory (named by its UUID, or --output). The file it was built as (the
+same agent, fewer steps) is replaced; any other existing file is kept unless
+--force. The copy holds the agent's complete state, so 'hera up FILE'
+brings it back.
 """
 
 from __future__ import annotations
