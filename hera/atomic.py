@@ -7,17 +7,19 @@ the target so :func:`remove_leftovers` can find those of a writer that died.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+_TOKEN_BYTES = 6
 
 
 def temp_name(target: Path) -> Path:
     """A fresh temp path in the target's directory."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    return target.with_name(f".{target.name}.{secrets.token_hex(_TOKEN_BYTES)}{TEMP_SUFFIX}")
 
 
 def write_atomically(target: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None:
@@ -57,8 +59,11 @@ def remove_leftovers(target: Path) -> list[Path]:
     ``target``; otherwise a live writer's temp file could be removed.
     """
     target = Path(target)
+    # Exactly our token, so that the temp files of "agent.json.bak" (or of a
+    # name with glob characters) are never taken for those of "agent.json".
+    token = "[0-9a-f]" * (2 * _TOKEN_BYTES)
     removed = []
-    for tmp in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.{token}{TEMP_SUFFIX}"):
         try:
             tmp.unlink()
             removed.append(tmp)

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import sys
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ ITEMSIZE = {
 }
 
 ENCODINGS = ("base64", "zlib+base64")
+
+# Inflating to count bytes keeps at most this much of a tensor in memory.
+_INFLATE_CHUNK = 1 << 24
 
 # Compression only pays when it saves; a zero-weight instance shrinks ~1000x.
 _ZLIB_LEVEL = 1
@@ -91,16 +95,43 @@ def check_entry(name: str, entry: Any) -> None:
     if missing:
         raise InstanceFileError(f"tensor {name!r} lacks {', '.join(sorted(missing))}")
     dtype, shape, encoding, data = (entry[k] for k in ("dtype", "shape", "encoding", "data"))
-    if dtype not in ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in ITEMSIZE:
         raise InstanceFileError(f"tensor {name!r} has unknown dtype {dtype!r}")
     if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         raise InstanceFileError(f"tensor {name!r} has a malformed shape")
     if encoding not in ENCODINGS:
         raise InstanceFileError(f"tensor {name!r} has unknown encoding {encoding!r}")
-    if not isinstance(data, str):
+    # Base64 is ASCII; a JSON escape such as \u00e9 in the data must not
+    # reach entry_checksum, which encodes the text as ASCII.
+    if not (isinstance(data, str) and data.isascii()):
         raise InstanceFileError(f"tensor {name!r} has malformed data")
     if entry_checksum(dtype, shape, encoding, data) != entry["sha256"]:
         raise InstanceFileError(f"checksum mismatch in tensor {name!r}: the file is damaged or was edited")
+    # The checksum proves the entry is as written, not that whoever wrote it
+    # made data and shape agree: check that too, so no reader is surprised.
+    needed = ITEMSIZE[dtype] * math.prod(shape)
+    held = _decoded_length(name, entry)
+    if held != needed:
+        raise InstanceFileError(
+            f"tensor {name!r} holds {held} bytes, but {dtype}{shape} needs {needed}")
+
+
+def _decoded_length(name: str, entry: dict[str, Any]) -> int:
+    """Bytes the entry's data decodes to, without keeping them."""
+    try:
+        packed = base64.b64decode(entry["data"], validate=True)
+        if entry["encoding"] == "base64":
+            return len(packed)
+        inflate = zlib.decompressobj()
+        total = len(inflate.decompress(packed, _INFLATE_CHUNK))
+        while inflate.unconsumed_tail:
+            total += len(inflate.decompress(inflate.unconsumed_tail, _INFLATE_CHUNK))
+        total += len(inflate.flush())
+        if not inflate.eof:
+            raise zlib.error("incomplete compressed data")
+        return total
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise InstanceFileError(f"tensor {name!r} cannot be decoded: {exc}") from None
 
 
 def decode_bytes(name: str, entry: dict[str, Any]) -> bytes:

@@ -1,0 +1,456 @@
+"""The instance file: whatever is written reads back bit-exactly, and
+whatever is damaged, truncated, edited or foreign is refused with one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hera import tensor_codec
+from hera.errors import InstanceFileError
+from hera.hooks.types import DynamicState
+from hera.instance import InstanceFile, read_header
+from hera.tensor_codec import ITEMSIZE
+
+DTYPES = sorted(ITEMSIZE)
+
+# Hypothesis reuses tmp_path across examples; every example overwrites the
+# same file, which is what the atomic writer is for anyway.
+def file_settings(max_examples: int) -> settings:
+    return settings(max_examples=max_examples,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def raw_bytes(tensor: torch.Tensor) -> bytes:
+    if tensor.numel() == 0:
+        return b""
+    dense = torch.empty(tensor.shape, dtype=tensor.dtype).copy_(tensor)
+    return dense.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def canonical(value) -> str:
+    """JSON text that tells 1 from 1.0 from True, -0.0 from 0.0, keeps key
+    order and NaN: equal texts mean bit-exactly equal values."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert list(got) == list(want)
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype, name
+        assert list(got[name].shape) == list(tensor.shape), name
+        assert raw_bytes(got[name]) == raw_bytes(tensor), name
+
+
+# -- strategies ------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+
+metas = st.fixed_dictionaries(
+    {
+        "id": st.text(max_size=40),
+        "callsign": st.text(max_size=20),
+        "family": st.fixed_dictionaries(
+            {"name": st.text(max_size=10), "version": st.text(max_size=10),
+             "data_format": st.integers()},
+            optional={"extra": json_values},
+        ),
+        "layout": st.text(max_size=10),
+        "created": st.text(max_size=30),
+        "seed": st.integers(),
+        "steps": st.integers(min_value=0),
+        "incarnation": st.integers(min_value=0),
+        "hera_version": st.text(max_size=10),
+    },
+    optional={"note": json_values},
+)
+
+
+@st.composite
+def tensors(draw, max_elements: int = 24) -> torch.Tensor:
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(st.lists(st.integers(0, 4), max_size=3).filter(
+        lambda s: math.prod(s) <= max_elements))
+    nbytes = math.prod(shape) * ITEMSIZE[dtype]
+    if dtype == "bool":
+        raw = bytes(draw(st.lists(st.integers(0, 1), min_size=nbytes, max_size=nbytes)))
+    else:
+        raw = draw(st.binary(min_size=nbytes, max_size=nbytes))
+    if not raw:
+        return torch.empty(shape, dtype=getattr(torch, dtype))
+    return torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype)).reshape(shape)
+
+
+tensor_dicts = st.dictionaries(st.text(max_size=8), tensors(), max_size=4)
+states = st.none() | st.builds(DynamicState, tensors=tensor_dicts, values=json_objects)
+
+
+@st.composite
+def instances(draw, tensor_dicts=tensor_dicts):
+    """An InstanceFile and the tensors and state it was made from."""
+    tensors_, state = draw(tensor_dicts), draw(states)
+    instance = InstanceFile(meta=draw(metas), definition=draw(json_objects), tensor_entries={})
+    instance.set_tensors(tensors_, state)
+    return instance, tensors_, state
+
+
+def small_instance(alive: bool = True) -> InstanceFile:
+    """A fixed, valid instance with two tensors (and state when alive)."""
+    meta = {
+        "id": "5f0c9a8e-0000-4000-8000-000000000001", "callsign": "amber-otter",
+        "family": {"name": "abraxas", "version": "1.0", "data_format": 1},
+        "layout": "example", "created": "2024-01-01T00:00:00Z", "seed": 7, "steps": 12,
+        "incarnation": 1, "hera_version": "0.1.0",
+    }
+    instance = InstanceFile(meta, {"neurons": 8, "rule": "stdp"}, {})
+    state = DynamicState({"v": torch.linspace(-1, 1, 5)}, {"clock": 3}) if alive else None
+    instance.set_tensors({"w": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 7,
+                          "mask": torch.tensor([True, False, True])}, state)
+    return instance
+
+
+@pytest.fixture
+def no_fsync(monkeypatch):
+    """Skip fsync in the many-example properties: it only costs time here
+    (durability is test_atomic's subject)."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+
+
+@pytest.fixture
+def written(tmp_path) -> tuple[Path, InstanceFile, bytes]:
+    path = tmp_path / "agent.json"
+    instance = small_instance()
+    instance.write(path)
+    return path, instance, path.read_bytes()
+
+
+def refused(path: Path) -> InstanceFileError:
+    """The error ``InstanceFile.read`` refuses ``path`` with (one line, naming it)."""
+    with pytest.raises(InstanceFileError) as caught:
+        InstanceFile.read(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    return caught.value
+
+
+# -- round trips -----------------------------------------------------------------
+
+
+@file_settings(120)
+@given(instances())
+def test_any_instance_round_trips_bit_exactly(tmp_path, no_fsync, made):
+    instance, tensors_, state = made
+    path = tmp_path / "agent.json"
+    instance.write(path)
+    written_bytes = path.read_bytes()
+
+    read = InstanceFile.read(path)
+    assert canonical(read.meta) == canonical(instance.meta)
+    assert canonical(read.definition) == canonical(instance.definition)
+    assert read.tensor_entries == instance.tensor_entries
+    assert_same_tensors(read.tensors(), tensors_)
+    assert read.alive == (state is not None) == read.meta["alive"]
+    if state is None:
+        assert read.state() is None
+    else:
+        got = read.state()
+        assert_same_tensors(got.tensors, state.tensors)
+        assert canonical(got.values) == canonical(state.values)
+    assert read.checksum() == instance.checksum()
+    # Writing what was read gives the very same bytes.
+    assert b"".join(read.chunks()) == written_bytes
+
+    header = read_header(path)
+    assert header.path == path
+    assert canonical(header.meta) == canonical(instance.meta)
+    assert (header.id, header.callsign) == (instance.id, instance.callsign)
+
+
+def test_properties_of_a_read_file(written):
+    path, instance, _ = written
+    read = InstanceFile.read(path)
+    assert (read.id, read.callsign, read.family, read.layout, read.steps) == (
+        instance.meta["id"], "amber-otter", "abraxas", "example", 12)
+    assert read.alive and read.state().values == {"clock": 3}
+
+
+def test_dead_instance_round_trips(tmp_path):
+    path = tmp_path / "dead.json"
+    small_instance(alive=False).write(path)
+    read = InstanceFile.read(path)
+    assert not read.alive and read.state() is None and read.meta["alive"] is False
+
+
+def test_state_without_values_round_trips(tmp_path):
+    """State tensors given without a values dict: the writer stores ``{}``,
+    so the checksum must treat missing values as ``{}`` too."""
+    instance = small_instance(alive=False)
+    instance.state_entries = {"v": tensor_codec.encode_tensor(torch.ones(3))}
+    instance.state_values = None
+    path = tmp_path / "agent.json"
+    instance.write(path)
+    read = InstanceFile.read(path)
+    assert read.alive and read.state().values == {}
+    assert torch.equal(read.state().tensors["v"], torch.ones(3))
+
+
+def test_read_header_does_not_read_tensors(written, monkeypatch):
+    path, instance, raw = written
+
+    def explode(*args):
+        raise AssertionError("read_header looked at a tensor")
+
+    monkeypatch.setattr(tensor_codec, "check_entry", explode)
+    monkeypatch.setattr(tensor_codec, "decode_tensor", explode)
+    assert read_header(path).meta == instance.meta
+    # Everything after the meta line may even be missing.
+    second_line_end = raw.index(b"\n", raw.index(b"\n") + 1) + 1
+    path.write_bytes(raw[:second_line_end])
+    assert read_header(path).meta == instance.meta
+
+
+def test_read_header_of_a_reformatted_file_reads_it_whole(written):
+    path, instance, raw = written
+    path.write_text(json.dumps(json.loads(raw), indent=2))
+    assert read_header(path).meta == instance.meta
+    path.write_text(json.dumps(json.loads(raw), indent=2).replace('"steps": 12', '"steps": 13'))
+    with pytest.raises(InstanceFileError, match="checksum mismatch"):
+        read_header(path)
+
+
+def test_read_header_checks_format_version_and_meta(written):
+    path, _, raw = written
+    for old, new, message in [
+        (b'"version":1', b'"version":2', "newer version"),
+        (b'"hera-instance"', b'"hera-other"', "not a hera instance file"),
+        (b'"steps":12', b'"steps":"12"', "'steps' is missing or malformed"),
+    ]:
+        path.write_bytes(raw.replace(old, new, 1))
+        with pytest.raises(InstanceFileError, match=message) as caught:
+            read_header(path)
+        assert str(caught.value).startswith(f"{path}: ")
+
+
+# -- damage ------------------------------------------------------------------------
+
+
+def _tensor_region_start(raw: bytes) -> int:
+    return raw.index(b'\n"tensors":') + 1
+
+
+def _assert_detected_or_identical(damaged: bytes, instance: InstanceFile) -> None:
+    """Damage is refused with InstanceFileError (and nothing else); a change
+    the reader accepts must leave every value as it was (e.g. a newline
+    turned into a space)."""
+    try:
+        read = InstanceFile.parse(damaged)
+    except InstanceFileError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert read.checksum() == instance.checksum()
+    assert read.tensor_entries == instance.tensor_entries
+    assert read.state_entries == instance.state_entries
+    assert_same_tensors(read.tensors(), instance.tensors())
+    assert_same_tensors(read.state().tensors, instance.state().tensors)
+
+
+@file_settings(200)
+@given(st.data())
+def test_any_single_byte_corruption_of_tensor_data_is_detected(tmp_path, no_fsync, data):
+    some_data = st.dictionaries(st.text(max_size=8), tensors().filter(lambda t: t.numel() > 0),
+                                min_size=1, max_size=3)
+    instance = data.draw(instances(some_data).map(lambda made: made[0]), label="instance")
+    path = tmp_path / "agent.json"
+    instance.write(path)
+    raw = path.read_bytes()
+    # Somewhere inside one of the "data" strings of the tensors section.
+    spans, at = [], _tensor_region_start(raw)
+    while (start := raw.find(b'"data":"', at)) != -1:
+        start += len(b'"data":"')
+        at = raw.index(b'"', start)
+        if at > start:
+            spans.append((start, at))
+    start, end = data.draw(st.sampled_from(spans), label="data span")
+    index = data.draw(st.integers(start, end - 1), label="index")
+    byte = data.draw(st.integers(0, 255).filter(lambda b: b != raw[index]), label="byte")
+    path.write_bytes(raw[:index] + bytes([byte]) + raw[index + 1:])
+    with pytest.raises(InstanceFileError):
+        InstanceFile.read(path)
+
+
+@file_settings(200)
+@given(st.data())
+def test_any_single_byte_corruption_after_the_header_is_caught(tmp_path, no_fsync, data):
+    instance = data.draw(instances().map(lambda made: made[0]), label="instance")
+    path = tmp_path / "agent.json"
+    instance.write(path)
+    raw = path.read_bytes()
+    index = data.draw(st.integers(_tensor_region_start(raw), len(raw) - 1), label="index")
+    byte = data.draw(st.integers(0, 255).filter(lambda b: b != raw[index]), label="byte")
+    path.write_bytes(raw[:index] + bytes([byte]) + raw[index + 1:])
+    try:
+        read = InstanceFile.read(path)
+    except InstanceFileError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert read.checksum() == instance.checksum()
+    assert read.tensor_entries == instance.tensor_entries
+    assert read.state_entries == instance.state_entries
+
+
+def test_every_bit_flip_in_the_tensors_section_is_caught(written):
+    """In memory (``parse`` is ``read`` after reading the bytes), so that
+    all eight flips of every byte stay cheap."""
+    _, instance, raw = written
+    for index in range(_tensor_region_start(raw), len(raw)):
+        for bit in range(8):
+            damaged = raw[:index] + bytes([raw[index] ^ (1 << bit)]) + raw[index + 1:]
+            _assert_detected_or_identical(damaged, instance)
+
+
+def test_json_escapes_in_tensor_data_are_refused(written):
+    """A backslash turning ``XuABCD`` into ``\\uABCD`` yields valid JSON with
+    a non-ASCII character inside the data."""
+    path, _, raw = written
+    start = raw.index(b'"data":"', _tensor_region_start(raw)) + len(b'"data":"')
+    for escape in (b"\\u00e9", b"\\ud800", b"\\u0041", b"\\n", b"\\/"):
+        path.write_bytes(raw[:start] + escape + raw[start + len(escape):])
+        refused(path)
+
+
+def test_every_truncation_is_refused(written):
+    path, instance, raw = written
+    for length in range(len(raw) - 1):
+        path.write_bytes(raw[:length])
+        error = refused(path)
+        assert "truncated" in error.message or "not valid JSON" in error.message, length
+        try:
+            header = read_header(path)
+        except InstanceFileError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert header.meta == instance.meta
+    # Only the final newline missing: the document is whole.
+    path.write_bytes(raw[:-1])
+    assert InstanceFile.read(path).checksum() == instance.checksum()
+
+
+# -- refusals ------------------------------------------------------------------------
+
+
+def _edit(raw: bytes, change) -> bytes:
+    doc = json.loads(raw)
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda raw: b"", "truncated"),
+    (lambda raw: b"{not json}", "not valid JSON"),
+    (lambda raw: raw.replace(b'"tensors":{', b'"tensors":{{', 1), "not valid JSON"),
+    (lambda raw: b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    (lambda raw: b'{"format":"hera-instance","version":' + b"9" * 5000 + b"}", "not valid JSON"),
+    (lambda raw: raw.replace(b'"rule":"stdp"', b'"rule":"st\xffdp"', 1), "not UTF-8"),
+    (lambda raw: b"\x89PNG\r\n\x1a\n" + raw, "not UTF-8"),
+    (lambda raw: raw.replace(b'"hera-instance"', b'"hera-instancf"', 1),
+     "not a hera instance file"),
+    (lambda raw: b"[1, 2]", "not a hera instance file"),
+    (lambda raw: b'"hera-instance"', "not a hera instance file"),
+    (lambda raw: raw.replace(b'"version":1', b'"version":2', 1), "version 2 is a newer"),
+    (lambda raw: raw.replace(b'"version":1', b'"version":0', 1), "version 0 is an older"),
+    (lambda raw: raw.replace(b'"version":1', b'"version":"1"', 1), "no format version"),
+    (lambda raw: raw.replace(b'"version":1', b'"version":1.0', 1), "no format version"),
+    (lambda raw: _edit(raw, lambda d: d.pop("version")), "no format version"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(steps=13)), "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(alive=False)), "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["definition"].update(neurons=9)), "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["state"]["values"].update(clock=4)),
+     "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d.update(state=None)), "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["tensors"].pop("mask")), "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["tensors"].update(w2=d["tensors"].pop("w"))),
+     "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["state"]["tensors"].update(w=d["tensors"]["w"])),
+     "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d.update(checksum="0" * 64)), "checksum mismatch"),
+    (lambda raw: _edit(raw, lambda d: d["tensors"]["w"].update(shape=[3, 2])),
+     "checksum mismatch in tensor 'w'"),
+    (lambda raw: _edit(raw, lambda d: d["state"]["tensors"]["v"].update(dtype="float64")),
+     "checksum mismatch in tensor 'state.v'"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(steps="12")),
+     "meta field 'steps' is missing or malformed"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(seed=True)),
+     "meta field 'seed' is missing or malformed"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].pop("id")),
+     "meta field 'id' is missing or malformed"),
+    (lambda raw: _edit(raw, lambda d: d["meta"]["family"].pop("data_format")),
+     "meta field 'family' is malformed"),
+    (lambda raw: _edit(raw, lambda d: d.update(meta=[])), "section 'meta' is not an object"),
+    (lambda raw: _edit(raw, lambda d: d.update(definition=[])),
+     "section 'definition' is not an object"),
+    (lambda raw: _edit(raw, lambda d: d.update(tensors=[])),
+     "section 'tensors' is not an object"),
+    (lambda raw: _edit(raw, lambda d: d["state"].pop("values")), "section 'state' is malformed"),
+    (lambda raw: _edit(raw, lambda d: d.update(state=[])), "section 'state' is malformed"),
+    (lambda raw: _edit(raw, lambda d: d["tensors"].update(w={"dtype": ["x"]})),
+     "tensor 'w' lacks"),
+    (lambda raw: _edit(raw, lambda d: d["tensors"]["w"].update(dtype={})), "unknown dtype"),
+], ids=lambda v: None if callable(v) else v)
+def test_refuses(written, make, message):
+    path, _, raw = written
+    path.write_bytes(make(raw))
+    assert message in refused(path).message
+
+
+@pytest.mark.parametrize("section", ["meta", "definition", "checksum", "tensors", "state"])
+def test_refuses_missing_sections(written, section):
+    path, _, raw = written
+    path.write_bytes(_edit(raw, lambda d: d.pop(section)))
+    assert f"missing section {section!r}" in refused(path).message
+
+
+def test_refuses_what_is_not_a_file(tmp_path):
+    assert "no such file" in refused(tmp_path / "absent.json").message
+    assert "is a directory" in refused(tmp_path).message
+    with pytest.raises(InstanceFileError, match="no such file"):
+        read_header(tmp_path / "absent.json")
+    with pytest.raises(InstanceFileError, match="is a directory"):
+        read_header(tmp_path)
+
+
+@pytest.mark.parametrize("tensor, change, message", [
+    (torch.arange(6, dtype=torch.float32), {"shape": [7]}, "holds 24 bytes, but float32[7] needs 28"),
+    (torch.arange(6, dtype=torch.float32), {"shape": [2, 2]}, "needs 16"),
+    (torch.arange(6, dtype=torch.float32), {"dtype": "float64"}, "but float64[6] needs 48"),
+    (torch.arange(6, dtype=torch.int16), {"dtype": "int8"}, "holds 12 bytes, but int8[6] needs 6"),
+    (torch.zeros(1000), {"shape": [999]}, "holds 4000 bytes"),
+], ids=["shape-longer", "shape-shorter", "dtype-wider", "dtype-narrower", "compressed"])
+def test_refuses_tensor_whose_shape_or_dtype_does_not_fit_its_data(tmp_path, tensor, change,
+                                                                     message):
+    """An entry edited with its checksums recomputed passes the checksums;
+    its data length still gives it away: the reader refuses the file."""
+    entry = {**tensor_codec.encode_tensor(tensor), **change}
+    entry["sha256"] = tensor_codec.entry_checksum(entry["dtype"], entry["shape"],
+                                                  entry["encoding"], entry["data"])
+    instance = small_instance()
+    instance.tensor_entries = {"w": entry}
+    path = tmp_path / "agent.json"
+    instance.write(path)
+    with pytest.raises(InstanceFileError) as caught:
+        InstanceFile.read(path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
