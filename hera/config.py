@@ -33,8 +33,12 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "steps": int,
     "chunk": int,
     "silent": bool,
+    "checkpoint": (int, float),
 }
 SECTIONS = ("options", "definition")
+_TYPE_WORDS = {str: "a string", int: "a whole number", bool: "true or false",
+               (int, float): "a number"}
+_MINIMUM = {"steps": 1, "chunk": 1, "checkpoint": 0}
 
 
 @dataclass
@@ -99,8 +103,11 @@ def _merge(config: Config, data: dict[str, Any], where: str) -> None:
                     raise HeraError(
                         f"{where}: unknown option {key!r} (known: {', '.join(sorted(OPTION_TYPES))})"
                     )
-                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                    raise HeraError(f"{where}: option {key!r} must be a {kind.__name__}")
+                if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                    raise HeraError(f"{where}: option {key!r} must be {_TYPE_WORDS[kind]}")
+                least = _MINIMUM.get(key)
+                if least is not None and not value >= least:
+                    raise HeraError(f"{where}: option {key!r} must be at least {least}, not {value}")
         target = config.options if section == "options" else config.definition
         for key, value in values.items():
             target[key] = value

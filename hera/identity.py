@@ -72,5 +72,5 @@ def resolve(candidates: Sequence[Identified], ident: str | None = None,
         raise HeraError(f"no agent with {what}{place}")
     if len(found) > 1:
         listed = ", ".join(f"{c.id} ({c.callsign})" for c in found)
-        raise HeraError(f"{what} is ambiguous{place}: {listed}")
+        raise HeraError(f"{what} is ambiguous{place}; candidates: {listed}")
     return found[0]

@@ -57,7 +57,7 @@ class Plugins:
         try:
             self.manager.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise HeraError(f"plugin {name!r} is broken: {exc}") from None
+            raise HeraError(f"plugin {name!r} is broken: {' '.join(str(exc).split())}") from None
         self.sources[name] = source or PluginSource("registered", repr(plugin))
 
     def families(self) -> list[tuple[FamilyInfo, str, PluginSource]]:
@@ -134,7 +134,8 @@ def check_hooks(plugins: Plugins) -> None:
     except pluggy.PluginValidationError as exc:
         name = plugins.manager.get_name(exc.plugin) or repr(exc.plugin)
         known = ", ".join(sorted(n for n in dir(specs) if n.startswith("hera_")))
-        raise HeraError(f"plugin {name!r} is broken: {exc} (hera's hooks: {known})") from None
+        raise HeraError(f"plugin {name!r} is broken: {' '.join(str(exc).split())} "
+                        f"(hera's hooks: {known})") from None
 
 
 def _workdir_packages(workdir: Path) -> dict[str, Path]:

@@ -51,6 +51,7 @@ class UpOptions:
     steps: int | None = None
     chunk: int | None = None
     silent: bool = False
+    checkpoint: float = 0.0  # seconds between saves while running; 0: only at the end
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     with _SignalGuard(flags):
         lock = store.lock(target.id, op="starting")
         try:
+            device = devices.choose_device(options.device)  # before installing anything
             if not target.installed:
                 instance = InstanceFile.read(target.file)
                 check_family(plugins, instance)
@@ -118,7 +120,6 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
             instance = store.load(target.id)
             check_family(plugins, instance)
-            device = devices.choose_device(options.device)
             lock.record(op="starting", device=device)
             family = instance.family
             loaded = plugins.hook.hera_load(
@@ -128,20 +129,24 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             if loaded is None:  # pragma: no cover - check_family found it
                 raise HeraError(f"family {family} did not load agent {instance.id}")
             start_steps = instance.steps
+            instance.meta["incarnation"] += 1  # every save of this run carries it
+
+            def save(done: int) -> Path:
+                snapshot = plugins.hook.hera_serialize(family=family, agent=loaded.handle)
+                instance.definition = dict(snapshot.definition)
+                instance.set_tensors(snapshot.tensors, snapshot.state)
+                instance.meta["steps"] = start_steps + done
+                instance.meta["saved"] = now_iso()
+                return store.save(instance)
+
             lock.record(op="up", device=loaded.device, backend=loaded.backend, mode="foreground",
                         steps=start_steps, since=now_iso())
             tell(f"up {instance.id} ({instance.callsign}) {family}/{instance.layout} on "
                  f"{loaded.device} [{loaded.backend}] at step {start_steps}"
                  + (f", {options.steps} steps to go" if options.steps is not None else ""))
-            done = _iterate(plugins, family, loaded.handle, options, flags)
+            done = _iterate(plugins, family, loaded.handle, options, flags, save)
             reason = flags.stop or ("steps done" if options.steps is not None else "stopped")
-            snapshot = plugins.hook.hera_serialize(family=family, agent=loaded.handle)
-            instance.definition = dict(snapshot.definition)
-            instance.set_tensors(snapshot.tensors, snapshot.state)
-            instance.meta["steps"] = start_steps + done
-            instance.meta["incarnation"] += 1
-            instance.meta["saved"] = now_iso()
-            path = store.save(instance)
+            path = save(done)
             tell(f"down {instance.id} ({instance.callsign}) at step {instance.steps} "
                  f"({human_count(done)} steps this run; {reason.lower()})")
         finally:
@@ -150,9 +155,11 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
 
 
 def _iterate(plugins: Plugins, family: str, handle: Any, options: UpOptions,
-             flags: StopFlags) -> int:
-    """Step in chunks until the step budget is spent or a stop is flagged."""
+             flags: StopFlags, save: Callable[[int], Path]) -> int:
+    """Step in chunks until the step budget is spent or a stop is flagged,
+    saving a checkpoint every ``options.checkpoint`` seconds."""
     step = plugins.hook.hera_step
+    last_save = time.monotonic()
     done = 0
     chunk = options.chunk or 1
     adaptive = options.chunk is None
@@ -168,6 +175,10 @@ def _iterate(plugins: Plugins, family: str, handle: Any, options: UpOptions,
             chunk = max(1, min(_MAX_CHUNK, int(_CHUNK_SECONDS / max(per_step, 1e-7))))
         if flags.detached:
             _detach_stdio()
+        if options.checkpoint and time.monotonic() - last_save >= options.checkpoint \
+                and flags.stop is None and (options.steps is None or done < options.steps):
+            save(done)
+            last_save = time.monotonic()
     return done
 
 

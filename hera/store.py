@@ -4,6 +4,7 @@ another user) and their pid-files."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,10 @@ class AgentStore:
         for path in sorted(self.dir.glob("*.json")):
             try:
                 found.append(read_header(path))
-            except InstanceFileError:
-                continue
+            except InstanceFileError as exc:
+                # Never hide a damaged agent: it may be someone's only copy.
+                print(f"hera: warning: skipping unreadable agent file: {exc.message}",
+                      file=sys.stderr)
         return found
 
     def entries(self) -> list[AgentEntry]:
@@ -87,7 +90,8 @@ class AgentStore:
         return AgentEntry(header, self.scope, read_holder(self.pid_path(header.id)))
 
     def _where(self) -> str:
-        return "installed" if self.scope.kind == "user" else f"installed for {self.scope.label}"
+        return "among installed agents" if self.scope.kind == "user" else \
+            f"among agents installed for {self.scope.label}"
 
     # -- locking -------------------------------------------------------------
 

@@ -98,11 +98,11 @@ class Sheet:
             self.output_counts = torch.zeros(self.neurons - self.output_start, dtype=torch.int64,
                                              device=dev)
         else:
-            self._restore(state)
+            self._restore(state, seed)
 
     # -- state ---------------------------------------------------------------
 
-    def _restore(self, state: DynamicState) -> None:
+    def _restore(self, state: DynamicState, seed: int) -> None:
         shapes = {
             "membrane": ((self.neurons,), torch.float32),
             "refractory": ((self.neurons,), torch.int32),
@@ -117,13 +117,18 @@ class Sheet:
             _expect(state.tensors, name, shape, dtype)
             if name != "rng":
                 setattr(self, name, state.tensors[name].to(self.device, copy=True))
-        self.generator.set_state(state.tensors["rng"].clone())
         t = state.values.get("t")
         if type(t) is not int or t < 0:
             from hera.errors import InstanceFileError
 
             raise InstanceFileError("abraxas state lacks its step counter 't'")
         self.t = t
+        if state.values.get("rng_device", "cpu") == self.device.type:
+            self.generator.set_state(state.tensors["rng"].clone())
+        else:
+            # CPU and CUDA generators keep different states: moving devices
+            # continues with a stream seeded from the instance and the step.
+            self.generator.manual_seed((seed + t) % (1 << 63))
 
     def snapshot(self) -> Snapshot:
         """Everything needed to continue exactly from here, on the CPU."""
@@ -132,7 +137,8 @@ class Sheet:
         cpu["rng"] = self.generator.get_state().to("cpu")
         learned = {"weights": self.weights.to("cpu", copy=True),
                    "thresholds": self.thresholds.to("cpu", copy=True)}
-        return Snapshot(dict(self.definition), learned, DynamicState(cpu, {"t": self.t}))
+        values = {"t": self.t, "rng_device": self.device.type}
+        return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
     # -- stepping ------------------------------------------------------------
 

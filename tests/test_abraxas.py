@@ -110,3 +110,15 @@ def test_a_repeated_pattern_is_learned_from_zero():
     sheet.run(1500)
     feed = sheet.weights[: sheet.inputs]
     assert float(feed[:4].mean()) > 2 * float(feed[4:].mean())
+
+
+def test_a_state_from_another_device_type_continues_with_a_fresh_stream():
+    sheet = _sheet()
+    sheet.run(10)
+    snap = sheet.snapshot()
+    assert snap.state.values["rng_device"] == "cpu"
+    snap.state.values["rng_device"] = "cuda"
+    snap.state.tensors["rng"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's size
+    moved = Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=5)
+    moved.run(10)
+    assert moved.t == 20

@@ -56,3 +56,4 @@ def test_silent_option_from_config(world):
     (world.workdir / "hera.json").write_text(json.dumps({"options": {"silent": True}}))
     _, path = world.build()
     assert world.run("up", path.name, "--steps", "2").stdout == ""
+    assert "at step 2" in world.run("up", path.name, "--steps", "2", "--no-silent").stdout

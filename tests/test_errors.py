@@ -121,6 +121,12 @@ def test_bad_config_file(world):
     (world.home / ".herarc").write_text('[options]\nwidth = 4\n')
     proc = world.run("build", check=False)
     assert proc.returncode == 1 and "unknown option 'width'" in proc.stderr
+    (world.home / ".herarc").write_text('[options]\nsteps = 0\n')
+    proc = world.run("build", check=False)
+    assert proc.returncode == 1 and "option 'steps' must be at least 1" in proc.stderr
+    (world.home / ".herarc").write_text('[options]\nsilent = "yes"\n')
+    proc = world.run("build", check=False)
+    assert proc.returncode == 1 and "option 'silent' must be true or false" in proc.stderr
     (world.home / ".herarc").unlink()
     (world.workdir / "hera.json").write_text(json.dumps({"definition": {"width": "wide"}}))
     proc = world.run("build", check=False)

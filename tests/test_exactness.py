@@ -36,3 +36,16 @@ def test_2n_steps_equal_n_down_up_n(world, tmp_path):
     # Identical state, stored the same way: the tensor entries are byte-identical.
     assert once.tensor_entries == twice.tensor_entries
     assert once.state_entries == twice.state_entries
+
+
+def test_checkpoints_do_not_change_the_run(world, tmp_path):
+    agent_id, path = world.build()
+    other = make_world(tmp_path / "other")
+    shutil.copy(world.workdir / path.name, other.workdir / path.name)
+    world.run("up", path.name, "--steps", "300", "--checkpoint", "0")
+    other.run("up", path.name, "--steps", "300", "--checkpoint", "0.001", "--chunk", "7")
+    plain = InstanceFile.read(world.agents_dir / f"{agent_id}.json")
+    saved_often = InstanceFile.read(other.agents_dir / f"{agent_id}.json")
+    assert plain.tensor_entries == saved_often.tensor_entries
+    assert plain.state_entries == saved_often.state_entries
+    assert plain.state_values == saved_often.state_values

@@ -196,3 +196,49 @@ def test_down_with_several_running_asks_which(world):
             if p.poll() is None:
                 p.kill()
     assert {r["status"] for r in world.agents()} == {"down"}
+
+
+def test_a_checkpoint_survives_kill_9(world):
+    agent_id, path = world.build()
+    up = world.popen("up", path.name, "--silent", "--checkpoint", "0.2")
+    cached = world.agents_dir / f"{agent_id}.json"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if cached.exists() and read_header(cached).meta["steps"] > 0:
+                break
+            time.sleep(0.05)
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    saved = InstanceFile.read(cached)
+    assert saved.steps > 0 and saved.alive and saved.meta["incarnation"] == 1
+    resumed = world.run("--uuid", agent_id, "up", "--steps", "3").stdout
+    assert f"at step {saved.steps}," in resumed
+
+
+def test_a_failed_up_installs_nothing(world):
+    _, path = world.build()
+    proc = world.run("up", path.name, "--device", "cuda:3", check=False)
+    assert proc.returncode == 1 and "cuda:3" in proc.stderr
+    assert world.agents() == []
+
+
+def test_uninstall_by_file_gives_the_state_back_to_that_file(world):
+    agent_id, _ = world.build("agent.json")
+    world.run("up", "agent.json", "--steps", "20")
+    world.run("uninstall", "agent.json")
+    assert InstanceFile.read(world.workdir / "agent.json").steps == 20
+    assert not (world.workdir / f"{agent_id}.json").exists()
+    assert world.agents() == []
+
+
+def test_agents_warns_about_a_damaged_agent_file(world):
+    agent_id, path = world.build()
+    world.run("install", path.name)
+    (world.agents_dir / "broken.json").write_text("{")
+    proc = world.run("agents")
+    assert agent_id[:8] in proc.stdout
+    assert "warning" in proc.stderr and "broken.json" in proc.stderr

@@ -14,7 +14,9 @@ from hera.store import AgentStore
 
 #: Option defaults when neither the command line nor a config file sets one.
 BUILTIN_OPTIONS: dict[str, Any] = {"family": "abraxas", "layout": "example", "device": "auto",
-                                   "silent": False}
+                                   "silent": False,
+                                   # a crash (kill -9, power loss) loses at most this much
+                                   "checkpoint": 600.0}
 
 
 def add_scope_options(parser: argparse.ArgumentParser, verb: str = "use") -> None:

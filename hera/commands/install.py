@@ -1,8 +1,7 @@
 """Install an instance file into the agent cache, without starting it.
 
-The cache copy gets the install record (when, by whom, for whom). This is
-the only way to install an agent for the system (--system) or for another
-user (--user NAME). The file in the working directory stays as it is and
+The cache copy gets the install record (when, by whom, for whom). With
+--system or --user NAME it installs for the system or for another user. The file in the working directory stays as it is and
 does not evolve; the cached agent does.
 """
 

@@ -1,7 +1,7 @@
-"""Move a downed agent out of the cache into a file in the working
-directory (named by its UUID, or --output). The file it was built as (the
-same agent, fewer steps) is replaced; any other existing file is kept unless
---force. The copy holds the agent's complete state, so 'hera up FILE'
+"""Move a downed agent out of the cache into a file: --output, else the
+FILE it was named by, else ./<uuid>.json. An earlier copy of the same agent
+there (such as the file it was built as) is replaced; any other existing
+file is kept unless --force. The copy holds the agent's complete state, so 'hera up FILE'
 brings it back.
 """
 
@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = store_for(args)
     target = manager.select_target(store, args.file, args.uuid, args.callsign)
-    destination = Path(args.output) if args.output else Path.cwd()
+    # The file the agent was named by gets its state back; else ./<uuid>.json.
+    destination = Path(args.output or args.file or Path.cwd())
     path = manager.uninstall(target, destination, args.force)
     print(f"uninstalled {target.id} ({target.header.callsign}); its state is in {path}")
     return 0
