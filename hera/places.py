@@ -41,6 +41,17 @@ class Scope:
             return f"user:{self.user}"
         return self.kind
 
+    def owner(self) -> tuple[int, int] | None:
+        """``(uid, gid)`` of the user whose agents these are, for scope
+        ``other`` when that user exists on this host; else ``None``."""
+        if self.kind != "other":
+            return None
+        try:
+            entry = pwd.getpwnam(self.user)
+        except KeyError:
+            return None
+        return entry.pw_uid, entry.pw_gid
+
     @classmethod
     def of(cls, system: bool = False, user: str | None = None) -> "Scope":
         """The scope named by ``--system`` / ``--user NAME`` options."""
@@ -131,14 +142,29 @@ def project_config_file() -> Path:
     return Path.cwd() / "hera.json"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700 for the last part) or fail with one line."""
+def ensure_private_dir(path: Path, owner: tuple[int, int] | None = None,
+                       must_own: bool = False) -> Path:
+    """Create ``path`` and its missing parents (mode 0700) or fail with one line.
+
+    :param owner: ``(uid, gid)`` to hand the directories it creates to (root
+        installing for another user), so that user can use them.
+    :param must_own: refuse a directory that another user owns or can write
+        to, e.g. a runtime dir under /tmp that someone created first.
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if owner is not None:
+            for created in missing:
+                os.chown(created, *owner)
+        info = path.stat()
     except PermissionError:
         raise HeraError(f"cannot create {path}: permission denied") from None
     except OSError as exc:
         raise HeraError(f"cannot create {path}: {exc.strerror}") from None
+    if must_own and (info.st_uid != os.geteuid() or info.st_mode & 0o022):
+        raise HeraError(f"{path} belongs to uid {info.st_uid} or is writable by others; "
+                        "refusing to keep agents' locks there (set HERA_RUNTIME_DIR)")
     return path
 
 

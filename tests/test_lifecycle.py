@@ -242,3 +242,25 @@ def test_agents_warns_about_a_damaged_agent_file(world):
     proc = world.run("agents")
     assert agent_id[:8] in proc.stdout
     assert "warning" in proc.stderr and "broken.json" in proc.stderr
+
+
+def test_installing_for_another_user_gives_them_the_files(world):
+    import pwd
+
+    _, path = world.build()
+    world.run("install", "--user", "nobody", path.name)
+    nobody = pwd.getpwnam("nobody")
+    expected = nobody.pw_uid if os.geteuid() == 0 else os.geteuid()
+    store = world.root / "users" / "nobody" / "agents"
+    for item in (store, *store.iterdir()):
+        assert item.stat().st_uid == expected, item
+        assert item.stat().st_mode & 0o077 == 0, item
+
+
+def test_a_runtime_dir_someone_else_can_write_is_refused(world):
+    world.runtime.mkdir(mode=0o777)
+    world.runtime.chmod(0o777)
+    _, path = world.build()
+    proc = world.run("up", path.name, "--steps", "1", check=False)
+    assert proc.returncode == 1 and "writable by others" in proc.stderr
+    assert world.agents() == []
