@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Protocol
@@ -29,6 +30,32 @@ class Identified(Protocol):
 
     id: str
     callsign: str
+
+
+_CALLSIGN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def is_canonical_id(text: str) -> bool:
+    """Whether ``text`` is a UUID in its canonical lowercase form (ids name
+    files, so nothing else may pass)."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def is_valid_callsign(text: str) -> bool:
+    """Letters, digits, ``.``, ``_`` and ``-``, at most 64, not starting
+    with punctuation."""
+    return isinstance(text, str) and _CALLSIGN.fullmatch(text) is not None
+
+
+def check_callsign(text: str) -> str:
+    """``text`` if it is a valid callsign, else a usage error."""
+    if not is_valid_callsign(text):
+        raise UsageError(f"not a valid callsign: {text!r} (letters, digits, '.', '_', '-'; "
+                         "at most 64; starting with a letter or digit)")
+    return text
 
 
 def new_id() -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hera import atomic, tensor_codec
+from hera import atomic, identity, tensor_codec
 from hera.errors import InstanceFileError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,7 +187,13 @@ class InstanceFile:
         except UnicodeDecodeError:
             raise InstanceFileError(f"{where}: not a hera instance file (not UTF-8 text)") from None
         except json.JSONDecodeError as exc:
-            hint = "truncated" if exc.pos >= len(data.rstrip()) else "not valid JSON"
+            # hera's writer starts every file with its format and ends it with
+            # "}\n": a file that begins right but stops short was cut off.
+            ours = data.startswith(b'{"format":') or b'{"format":'.startswith(data)
+            ended = data.rstrip().endswith(b"}") and exc.pos < len(data.rstrip()) \
+                and not exc.msg.startswith("Unterminated string")
+            cut = ours and not ended
+            hint = "truncated" if cut else "not valid JSON"
             raise InstanceFileError(f"{where}: {hint} (at byte {exc.pos})") from None
         except (ValueError, RecursionError):
             # Valid syntax Python will not load: an integer of over 4300
@@ -305,6 +311,10 @@ def _check_meta(meta: Any) -> None:
         value = meta.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise InstanceFileError(f"meta field {key!r} is missing or malformed")
+    if not identity.is_canonical_id(meta["id"]):
+        raise InstanceFileError(f"meta field 'id' is not a UUID: {meta['id']!r}")
+    if not identity.is_valid_callsign(meta["callsign"]):
+        raise InstanceFileError(f"meta field 'callsign' is malformed: {meta['callsign']!r}")
     family = meta["family"]
     if not (isinstance(family.get("name"), str) and isinstance(family.get("version"), str)
             and type(family.get("data_format")) is int):

@@ -29,7 +29,8 @@ def prepared(tmp_path_factory):
     world.run("install", path.name)
     w = world.workdir
     (w / "garbage.json").write_text("this is not json")
-    (w / "truncated.json").write_bytes(path.read_bytes()[:300])
+    (w / "cut.json").write_bytes(path.read_bytes()[:300])
+    (w / "cut-late.json").write_bytes(path.read_bytes()[:-5])
     tampered = path.read_text().replace('"steps":0', '"steps":9')
     assert tampered != path.read_text()
     (w / "tampered.json").write_text(tampered)
@@ -40,6 +41,7 @@ def prepared(tmp_path_factory):
     (w / "newer.json").write_text(data.replace('"version":1,', '"version":99,', 1))
     _rewrite(path, w / "ghost.json", family={"name": "ghost", "version": "1", "data_format": 1})
     _rewrite(path, w / "oldformat.json", family={"name": "abraxas", "version": "0", "data_format": 0})
+    _rewrite(path, w / "badid.json", id="../../evil")
     ids = ["abcd0000-0000-4000-8000-000000000001", "abcd0000-0000-4000-8000-000000000002"]
     for i, new in enumerate(ids):
         _rewrite(path, w / f"twin{i}.json", id=new, callsign="twin")
@@ -57,7 +59,10 @@ CASES = [
     ("malformed --set", ["build", "--set", "width"], 2, ["PARAM=VALUE"]),
     ("missing file", ["up", "missing.json"], 1, ["no such file"]),
     ("bad json", ["up", "garbage.json"], 1, ["not valid JSON"]),
-    ("truncated file", ["install", "truncated.json"], 1, ["truncated"]),
+    ("truncated file", ["install", "cut.json"], 1, ["truncated"]),
+    ("truncated near its end", ["install", "cut-late.json"], 1, ["truncated"]),
+    ("id not a uuid", ["install", "badid.json"], 1, ["not a UUID"]),
+    ("bad callsign", ["build", "--name", "../x"], 2, ["not a valid callsign"]),
     ("tampered metadata", ["install", "tampered.json"], 1, ["checksum mismatch"]),
     ("tampered tensor", ["install", "bad-tensor.json"], 1, ["checksum mismatch", "tensor"]),
     ("newer format", ["install", "newer.json"], 1, ["version 99"]),

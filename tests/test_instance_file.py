@@ -61,8 +61,8 @@ json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
 
 metas = st.fixed_dictionaries(
     {
-        "id": st.text(max_size=40),
-        "callsign": st.text(max_size=20),
+        "id": st.uuids().map(str),
+        "callsign": st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True),
         "family": st.fixed_dictionaries(
             {"name": st.text(max_size=10), "version": st.text(max_size=10),
              "data_format": st.integers()},
@@ -337,7 +337,7 @@ def test_every_truncation_is_refused(written):
     for length in range(len(raw) - 1):
         path.write_bytes(raw[:length])
         error = refused(path)
-        assert "truncated" in error.message or "not valid JSON" in error.message, length
+        assert "truncated" in error.message, (length, error.message)
         try:
             header = read_header(path)
         except InstanceFileError as exc:

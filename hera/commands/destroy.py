@@ -27,12 +27,15 @@ def run(args: argparse.Namespace) -> int:
     target = manager.select_target(store, args.file, args.uuid, args.callsign)
     label = f"{target.id} ({target.header.callsign})"
     entry = store.entry(target.header)
-    if entry.status == "running":
+    if entry.is_up:
         pid = entry.holder.pid if entry.holder else "?"
         raise HeraError(f"agent {label} is running (pid {pid}); down it first")
     if not args.yes and sys.stdin.isatty():
-        answer = input(f"destroy agent {label} at step {target.header.meta['steps']}? "
-                       "This cannot be undone. [y/N] ")
+        try:
+            answer = input(f"destroy agent {label} at step {target.header.meta['steps']}? "
+                           "This cannot be undone. [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("not destroyed")
             return 1
