@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grow": ("hera.commands.grow", "extend a downed agent, keeping what it learned"),
     "uninstall": ("hera.commands.uninstall", "move a downed agent out of the cache into a file"),
     "destroy": ("hera.commands.destroy", "remove a downed agent from the cache for good"),
+    "signal": ("hera.commands.signal", "send a named signal to a running agent"),
     "agents": ("hera.commands.agents", "list installed agents"),
     "devices": ("hera.commands.devices", "list the devices on this host"),
     "layouts": ("hera.commands.layouts", "list the layouts of the installed families"),

@@ -21,9 +21,9 @@ from hera import identity, places
 from hera.errors import HeraError, InstanceFileError, UsageError
 from hera.hooks.types import FamilyInfo
 from hera.instance import Header, InstanceFile, read_header
-from hera.pidfile import read_holder
+from hera.pidfile import Holder, read_holder
 from hera.plugins import Plugins
-from hera.store import AgentStore
+from hera.store import UP_OPS, AgentStore
 
 
 def now_iso() -> str:
@@ -78,7 +78,7 @@ def running_target(store: AgentStore, file: str | None, ident: str | None,
     running agent (and says which when several run)."""
     if file or ident or callsign:
         return select_target(store, file, ident, callsign)
-    running = [e for e in store.entries() if e.status == "running"]
+    running = [e for e in store.entries() if e.is_up]
     if not running:
         raise HeraError("no agent is running")
     if len(running) > 1:
@@ -121,7 +121,7 @@ def build(plugins: Plugins, family: str, layout: str, overrides: dict[str, Any],
         raise HeraError(f"{path} exists; give another file name or --force")
     meta = {
         "id": agent_id,
-        "callsign": callsign or identity.callsign_for(agent_id),
+        "callsign": identity.check_callsign(callsign) if callsign else identity.callsign_for(agent_id),
         "family": {"name": info.name, "version": info.version, "data_format": info.data_format},
         "layout": layout,
         "created": now_iso(),
@@ -182,6 +182,8 @@ def uninstall(target: Target, destination: Path, force: bool = False) -> Path:
     try:
         instance = store.load(target.id)
         path = destination / f"{instance.id}.json" if destination.is_dir() else destination
+        if path.resolve().parent == store.dir.resolve():
+            raise HeraError(f"{path} is in the agent store; uninstall to a file elsewhere")
         if path.exists() and not force and not _older_copy_of(path, instance):
             raise HeraError(f"{path} exists; move it away, or pass --force to replace it")
         instance.meta.pop("installed", None)
@@ -215,6 +217,20 @@ def destroy(target: Target) -> None:
 # -- down --------------------------------------------------------------------------
 
 
+def verified_holder(target: Target) -> Holder:
+    """The running agent's process, checked to be the one that wrote its
+    pid-file (same pid and start time), so a reused pid is never signalled."""
+    holder = read_holder(target.store.pid_path(target.id))
+    if holder is None or holder.info.get("op") not in UP_OPS:
+        raise HeraError(f"agent {target.id} ({target.header.callsign}) is not running")
+    if not holder.verified:
+        raise HeraError(
+            f"the pid-file of {target.id} names pid {holder.pid}, which is not the agent's "
+            "process; not signalling it"
+        )
+    return holder
+
+
 def down(target: Target, timeout: float = 120.0,
          progress: Callable[[float], None] | None = None) -> Header:
     """Ask a running agent to save and stop (SIGTERM), and wait until it has.
@@ -222,14 +238,7 @@ def down(target: Target, timeout: float = 120.0,
     :return: the agent's header as saved.
     """
     store = target.store
-    holder = read_holder(store.pid_path(target.id))
-    if holder is None or holder.info.get("op") != "up":
-        raise HeraError(f"agent {target.id} ({target.header.callsign}) is not running")
-    if not holder.verified:
-        raise HeraError(
-            f"the pid-file of {target.id} names pid {holder.pid}, which is not the agent's "
-            "process; not signalling it"
-        )
+    holder = verified_holder(target)
     try:
         os.kill(holder.pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -1,57 +1,51 @@
-"""``up`` in the foreground: load an agent, iterate, save it on the way out.
+"""``up``: load an agent, run its inner loop, save it on the way out.
 
-Signal handlers only set flags; the loop looks at them between chunks of
-steps, so a step is never cut in half and a second SIGTERM during the save
-does not start a second save.
-
-=========  ==============================================================
-SIGTERM    stop after the current chunk, save to the cache, exit 0
-SIGINT     the same (Ctrl-C never loses an agent)
-SIGHUP     the terminal is gone: stop printing, keep running
-=========  ==============================================================
+Order (after supervisor): take the agent's lock → pick and check the device
+→ install on first up → check resources (the family's ``hera_simulate``)
+against the device → load → bind the control channel → record pid, mode and
+socket in the pid-file → (daemon: tell the waiting parent) → loop → save
+(unless SIGABRT) → remove socket and pid-file → for SIGQUIT/SIGABRT, end
+with a core dump. What each signal does is in :mod:`hera.signals`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Callable
 
 from hera import devices
+from hera.breakpoints import Breakpoint
+from hera.console import Console
+from hera.control import ControlServer
 from hera.errors import HeraError
+from hera.hooks.types import ResourceReport
 from hera.instance import InstanceFile
+from hera.loop import Loop
 from hera.manager import Target, add_install_record, check_family, now_iso
-from hera.output import human_count
+from hera.output import human_bytes, human_count
 from hera.plugins import Plugins
+from hera.session import AgentSession
+from hera.signals import SignalInbox
 
-# Chunks aim at this many seconds, so a down is answered within about that.
-_CHUNK_SECONDS = 0.1
-_MAX_CHUNK = 10_000
-
-
-@dataclass
-class StopFlags:
-    """What the signal handlers asked for."""
-
-    stop: str | None = None
-    detached: bool = False
-    received: list[int] = field(default_factory=list)
+MODES = ("foreground", "interactive", "daemon")
 
 
 @dataclass(frozen=True)
 class UpOptions:
-    """How to run: device, how many steps, chunking, how loud."""
+    """How to run an agent."""
 
     device: str | None = None
     steps: int | None = None
     chunk: int | None = None
     silent: bool = False
     checkpoint: float = 0.0  # seconds between saves while running; 0: only at the end
+    mode: str = "foreground"
+    prompt_after: int | None = None
+    breakpoints: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    output_every: int = 100
 
 
 @dataclass(frozen=True)
@@ -63,136 +57,134 @@ class UpResult:
     steps_done: int
     total_steps: int
     reason: str
-    path: Path
+    path: Path | None
 
 
-class _SignalGuard:
-    """Installs flag-setting handlers and restores the old ones."""
+def resource_report(plugins: Plugins, instance: InstanceFile, device: str) -> ResourceReport | None:
+    """The family's estimate of what ``instance`` needs on ``device``."""
+    return plugins.hook.hera_simulate(family=instance.family, definition=dict(instance.definition),
+                                      device=device)
 
-    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-    def __init__(self, flags: StopFlags):
-        self.flags = flags
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_SignalGuard":
-        for signum in self.HANDLED:
-            self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.flags.received.append(signum)
-        if signum == signal.SIGHUP:
-            self.flags.detached = True
-        elif self.flags.stop is None:
-            self.flags.stop = signal.Signals(signum).name
+def check_fits(report: ResourceReport | None, device: str) -> None:
+    """Refuse, before anything is loaded, an agent the device cannot hold."""
+    if report is None:
+        return
+    capacity = devices.device_memory(device)
+    if report.total > capacity:
+        biggest = max(report.tensors.items(), key=lambda kv: kv[1])
+        raise HeraError(
+            f"the agent needs {human_bytes(report.total)} on {device}, which has "
+            f"{human_bytes(capacity)}; largest part: {biggest[0]} ({human_bytes(biggest[1])})"
+            + (f"; driven by {report.dominant}" if report.dominant else ""))
 
 
 def up(plugins: Plugins, target: Target, options: UpOptions,
-       say: Callable[[str], None] | None = None) -> UpResult:
-    """Run an agent in the foreground until ``options.steps`` are done or it
-    is told to stop; then write its complete state to the cache."""
+       say: Callable[[str], None] | None = None,
+       ready: Callable[[dict[str, Any]], None] | None = None) -> UpResult:
+    """Run an agent until its steps are done or it is told to stop; then
+    write its complete state to the cache (not for SIGABRT).
+
+    :param say: where banner lines go (default: the console).
+    :param ready: called once the agent is loaded and its control channel
+        bound (the daemon's parent waits for it).
+    """
+    if options.mode not in MODES:
+        raise HeraError(f"unknown mode {options.mode!r}")
+    for spec in options.breakpoints:
+        Breakpoint(**spec)  # a bad breakpoint fails before anything is loaded
     store = target.store
-    flags = StopFlags()
-    quiet = options.silent
-    emit = say or (lambda text: print(text, flush=True))
-
-    def tell(text: str) -> None:
-        if not quiet and not flags.detached:
-            try:
-                emit(text)
-            except OSError:  # the terminal went away
-                flags.detached = True
-
-    with _SignalGuard(flags):
-        lock = store.lock(target.id, op="starting")
+    reason, path, session = "not started", None, None
+    with SignalInbox() as inbox:
+        lock = store.lock(target.id, op="starting")  # creates the runtime dir
+        server = None
         try:
+            console = Console(store.run_dir / f"{target.id}.log", silent=options.silent,
+                              detached=options.mode == "daemon")
+            tell = say or console.tell
             device = devices.choose_device(options.device)  # before installing anything
-            if not target.installed:
-                instance = InstanceFile.read(target.file)
-                check_family(plugins, instance)
-                add_install_record(instance, store)
-                store.save(instance)
-                tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
+            if not store.has(target.id):  # checked again under the lock: no race
+                fresh = InstanceFile.read(target.file)
+                check_family(plugins, fresh)
+                add_install_record(fresh, store)
+                store.save(fresh)
+                tell(f"installed {fresh.id} ({fresh.callsign}) for {store.scope.label}")
             instance = store.load(target.id)
             check_family(plugins, instance)
-            lock.record(op="starting", device=device)
-            family = instance.family
+            check_fits(resource_report(plugins, instance, device), device)
+            lock.record(op="starting", device=device, mode=options.mode)
             loaded = plugins.hook.hera_load(
-                family=family, definition=dict(instance.definition), tensors=instance.tensors(),
-                state=instance.state(), device=device, seed=instance.meta["seed"],
-            )
+                family=instance.family, definition=dict(instance.definition),
+                tensors=instance.tensors(), state=instance.state(), device=device,
+                seed=instance.meta["seed"])
             if loaded is None:  # pragma: no cover - check_family found it
-                raise HeraError(f"family {family} did not load agent {instance.id}")
-            start_steps = instance.steps
-            instance.meta["incarnation"] += 1  # every save of this run carries it
+                raise HeraError(f"family {instance.family} did not load agent {instance.id}")
+            session = AgentSession(plugins, instance, store, loaded, options.mode)
+            for spec in options.breakpoints:
+                session.add_breakpoint(**spec)
 
-            def save(done: int) -> Path:
-                snapshot = plugins.hook.hera_serialize(family=family, agent=loaded.handle)
-                instance.definition = dict(snapshot.definition)
-                instance.set_tensors(snapshot.tensors, snapshot.state)
-                instance.meta["steps"] = start_steps + done
-                instance.meta["saved"] = now_iso()
-                return store.save(instance)
+            def record(state: str) -> None:
+                lock.record(op="up", device=session.device, backend=session.backend,
+                            mode=options.mode, state=state, steps=session.step_count,
+                            since=now_iso(), socket=str(server.sock_path))
 
-            lock.record(op="up", device=loaded.device, backend=loaded.backend, mode="foreground",
-                        steps=start_steps, since=now_iso())
-            tell(f"up {instance.id} ({instance.callsign}) {family}/{instance.layout} on "
-                 f"{loaded.device} [{loaded.backend}] at step {start_steps}"
-                 + (f", {options.steps} steps to go" if options.steps is not None else ""))
-            done = _iterate(plugins, family, loaded.handle, options, flags, save)
-            reason = flags.stop or ("steps done" if options.steps is not None else "stopped")
-            path = save(done)
-            tell(f"down {instance.id} ({instance.callsign}) at step {instance.steps} "
-                 f"({human_count(done)} steps this run; {reason.lower()})")
+            loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
+                        checkpoint=options.checkpoint, output_every=options.output_every,
+                        prompt_after=options.prompt_after,
+                        interactive=options.mode == "interactive", on_state=record)
+            server = ControlServer(store.run_dir / f"{target.id}.sock",
+                                   store.run_dir / f"{target.id}.token", target.id,
+                                   loop.handle_request, loop.stream)
+            server.start()
+            record(session.state)
+            tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} on "
+                 f"{session.device} [{session.backend}] at step {session.step_count}"
+                 + (f", {options.steps} steps to go" if options.steps is not None else "")
+                 + ("" if options.mode == "foreground" else f", {options.mode}"))
+            if ready is not None:
+                ready({"id": instance.id, "callsign": instance.callsign, "pid": os.getpid(),
+                       "device": session.device, "backend": session.backend,
+                       "socket": str(server.sock_path), "log": str(console.log_path)})
+            reason = loop.run()
+            if reason != "SIGABRT":
+                path = _save_or_rescue(session, console)
+                tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
+                     f"({human_count(session.done)} steps this run; {reason.lower()})")
         finally:
+            if server is not None:
+                server.close()
             lock.release()
-    return UpResult(instance.id, instance.callsign, done, instance.steps, reason, path)
+    if reason == "SIGQUIT":
+        _core_dump(signal.SIGQUIT)
+    elif reason == "SIGABRT":
+        _core_dump(signal.SIGABRT)
+    return UpResult(target.id, target.header.callsign, session.done if session else 0,
+                    session.step_count if session else target.header.meta["steps"], reason, path)
 
 
-def _iterate(plugins: Plugins, family: str, handle: Any, options: UpOptions,
-             flags: StopFlags, save: Callable[[int], Path]) -> int:
-    """Step in chunks until the step budget is spent or a stop is flagged,
-    saving a checkpoint every ``options.checkpoint`` seconds."""
-    step = plugins.hook.hera_step
-    last_save = time.monotonic()
-    done = 0
-    chunk = options.chunk or 1
-    adaptive = options.chunk is None
-    while flags.stop is None and (options.steps is None or done < options.steps):
-        n = chunk if options.steps is None else min(chunk, options.steps - done)
-        began = time.perf_counter()
-        taken = step(family=family, agent=handle, steps=n)
-        if taken is None or taken < 1:
-            raise HeraError(f"family {family} did not step")
-        done += taken
-        if adaptive:
-            per_step = (time.perf_counter() - began) / taken
-            chunk = max(1, min(_MAX_CHUNK, int(_CHUNK_SECONDS / max(per_step, 1e-7))))
-        if flags.detached:
-            _detach_stdio()
-        if options.checkpoint and time.monotonic() - last_save >= options.checkpoint \
-                and flags.stop is None and (options.steps is None or done < options.steps):
-            save(done)
-            last_save = time.monotonic()
-    return done
+def _save_or_rescue(session: AgentSession, console: Console) -> Path:
+    """The final save; if the store cannot be written (disk full, permissions),
+    the state goes to a rescue file rather than being lost with the process."""
+    try:
+        return session.save()
+    except (HeraError, OSError) as exc:
+        failure = exc.message if isinstance(exc, HeraError) else str(exc)
+        name = f"{session.id}.rescue.json"
+        for folder in (Path.cwd(), session.store.run_dir, Path.home()):
+            try:
+                session.instance.write(folder / name)  # set_tensors ran before the failure
+            except OSError:
+                continue
+            console.warn(f"could not save to the cache ({failure}); the agent's state is in "
+                         f"{folder / name}: 'hera install' it once the cache is writable")
+            raise HeraError(f"agent {session.id} was not saved to the cache; rescued to "
+                            f"{folder / name}") from None
+        raise
 
 
-def _detach_stdio() -> None:
-    """Point stdio at /dev/null once the terminal is gone."""
-    if getattr(_detach_stdio, "done", False):
-        return
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        try:
-            os.dup2(devnull, fd)
-        except OSError:
-            pass
-    os.close(devnull)
-    _detach_stdio.done = True  # type: ignore[attr-defined]
-    sys.stdout = open(os.devnull, "w")
-    sys.stderr = open(os.devnull, "w")
+def _core_dump(signum: int) -> None:
+    """End the process by ``signum``'s default action (a core dump where the
+    core limit allows)."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    os.kill(os.getpid(), signum)

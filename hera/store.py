@@ -14,6 +14,10 @@ from hera.instance import Header, InstanceFile, read_header
 from hera.pidfile import Holder, PidLock, read_holder
 
 
+#: pid-file ops of an agent's own process: loading it, or running its loop.
+UP_OPS = ("starting", "up")
+
+
 @dataclass(frozen=True)
 class AgentEntry:
     """An installed agent as listed: its header and whether it runs."""
@@ -31,10 +35,18 @@ class AgentEntry:
         return self.header.callsign
 
     @property
+    def is_up(self) -> bool:
+        """Whether an ``up`` holds the agent (whatever its inner loop does)."""
+        return self.holder is not None and self.holder.info.get("op") in UP_OPS
+
+    @property
     def status(self) -> str:
-        """``running``, ``down`` (has state) or ``dead`` (never ran)."""
-        if self.holder is not None and self.holder.info.get("op") == "up":
-            return "running"
+        """Up: ``running``, ``paused`` or ``standby``; else ``down`` (has
+        state) or ``dead`` (never ran)."""
+        if self.is_up:
+            if self.holder.info.get("op") == "starting":
+                return "starting"
+            return str(self.holder.info.get("state") or "running")
         return "down" if self.header.meta.get("alive") else "dead"
 
 
@@ -106,7 +118,7 @@ class AgentStore:
             holder = read_holder(lock.path)
             doing = (holder.info.get("op") if holder else None) or "busy"
             pid = f" (pid {holder.pid})" if holder and holder.pid else ""
-            if doing == "up":
+            if doing in UP_OPS:
                 raise AgentRunningError(f"agent {agent_id} is running{pid}; down it first")
             raise AgentRunningError(f"agent {agent_id} is busy: {doing}{pid}")
         lock.record(op=op)

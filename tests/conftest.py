@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +54,28 @@ class HeraWorld:
             raise AssertionError(f"python -c failed: {proc.stderr}")
         return proc
 
-    def popen(self, *args: str) -> subprocess.Popen:
+    def popen(self, *args: str, stdin: int | None = None) -> subprocess.Popen:
         """Start ``python -m hera ARGS`` without waiting."""
         return subprocess.Popen([sys.executable, "-m", "hera", *args], cwd=self.workdir,
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                stdin=stdin, text=True)
+
+    def row(self, agent_id: str) -> dict:
+        """The agent's row of ``hera agents --json``."""
+        [row] = [r for r in self.agents() if r["id"] == agent_id]
+        return row
+
+    def wait_for(self, agent_id: str, status: str, process=None, limit: float = 60.0) -> dict:
+        """Poll ``hera agents`` until the agent has ``status``; return its row."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            rows = [r for r in self.agents() if r["id"] == agent_id]
+            if rows and rows[0]["status"] == status:
+                return rows[0]
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"up exited early: {process.communicate()}")
+            time.sleep(0.1)
+        raise AssertionError(f"agent never reported {status}: {rows}")
 
     def build(self, *extra: str) -> tuple[str, Path]:
         """Build an abraxas/example instance; return its id and file."""

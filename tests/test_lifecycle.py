@@ -110,15 +110,7 @@ def test_install_for_system_and_for_another_user(world):
 
 
 def _wait_running(world, agent_id, process, limit=60.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        rows = [r for r in world.agents() if r["id"] == agent_id]
-        if rows and rows[0]["status"] == "running":
-            return rows[0]
-        if process.poll() is not None:
-            raise AssertionError(f"up exited early: {process.communicate()}")
-        time.sleep(0.1)
-    raise AssertionError("agent never reported running")
+    return world.wait_for(agent_id, "running", process, limit)
 
 
 def test_down_from_another_terminal_saves_and_stops(world):
@@ -264,3 +256,50 @@ def test_a_runtime_dir_someone_else_can_write_is_refused(world):
     proc = world.run("up", path.name, "--steps", "1", check=False)
     assert proc.returncode == 1 and "writable by others" in proc.stderr
     assert world.agents() == []
+
+
+def test_uninstall_never_writes_into_the_store(world):
+    agent_id, path = world.build()
+    world.run("up", path.name, "--steps", "5")
+    cached = world.agents_dir / f"{agent_id}.json"
+    for where in (str(cached), str(world.agents_dir)):
+        proc = world.run("--uuid", agent_id, "uninstall", "--output", where, check=False)
+        assert proc.returncode == 1 and "agent store" in proc.stderr
+        assert InstanceFile.read(cached).steps == 5
+    proc = world.run("uninstall", str(cached), check=False)
+    assert proc.returncode == 1 and InstanceFile.read(cached).steps == 5
+
+
+def test_down_while_the_agent_is_still_starting(world):
+    agent_id, path = world.build()
+    world.run("install", path.name)
+    up = world.popen("--uuid", agent_id, "up", "--silent")
+    try:
+        deadline = time.monotonic() + 30
+        while not (world.runtime / f"{agent_id}.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        world.run("down")  # whether it is still loading or already running
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert world.row(agent_id)["status"] == "down"
+
+
+def test_a_failed_final_save_rescues_the_state(world):
+    agent_id, path = world.build()
+    world.run("up", path.name, "--steps", "10")
+    up = world.popen("--uuid", agent_id, "up", "--checkpoint", "0")
+    try:
+        world.wait_for(agent_id, "running", up)
+        # Make the store unwritable in a way even root cannot get round.
+        world.agents_dir.rename(world.root / "agents-elsewhere")
+        world.agents_dir.write_text("not a directory")
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 1
+    finally:
+        if up.poll() is None:
+            up.kill()
+    saved = InstanceFile.read(world.workdir / f"{agent_id}.rescue.json")
+    assert saved.id == agent_id and saved.steps > 10 and saved.alive
+    assert "rescued" in up.stderr.read()

@@ -29,22 +29,43 @@ def run(args: argparse.Namespace) -> int:
         scopes = places.all_user_scopes() + [places.Scope("system")]
     else:
         scopes = [places.Scope.of(args.system, args.user)]
-    rows = [agent_row(entry) for scope in scopes for entry in AgentStore(scope).entries()]
+    rows = [live(agent_row(entry)) for scope in scopes for entry in AgentStore(scope).entries()]
     if args.json:
         print_json(rows)
         return 0
-    headers = ["ID", "CALLSIGN", "FAMILY/LAYOUT", "STATUS", "STEPS", "PID", "DEVICE"]
+    headers = ["ID", "CALLSIGN", "FAMILY/LAYOUT", "STATUS", "STEPS", "PID", "DEVICE", "MODE"]
     if args.all:
         headers.insert(0, "OWNER")
     table = []
     for row in rows:
         cells = [row["id"][:8], row["callsign"], f"{row['family']}/{row['layout']}", row["status"],
-                 row["steps"], row["pid"] or "-", row["device"] or "-"]
+                 row["steps"], row["pid"] or "-", row["device"] or "-", row["mode"] or "-"]
         if args.all:
             cells.insert(0, row["scope"])
         table.append(cells)
     print_table(headers, table, empty="no agents installed")
     return 0
+
+
+def live(row: dict) -> dict:
+    """Ask an up agent for its current step and state over its control
+    channel; keep what the files say if it does not answer at once."""
+    if not row["control"]:
+        return row
+    from pathlib import Path
+
+    from hera.control import ControlClient
+    from hera.errors import HeraError
+
+    sock = Path(row["control"])
+    try:
+        with ControlClient(sock, sock.with_suffix(".token"), timeout=1.0) as client:
+            status = client.request("status")["status"]
+    except HeraError:
+        return row
+    row.update(steps=status["step"], status=status["state"],
+               breakpoints=status["breakpoints"])
+    return row
 
 
 def agent_row(entry) -> dict:
@@ -65,5 +86,7 @@ def agent_row(entry) -> dict:
         "pid": holder.pid if holder else None,
         "device": info.get("device"),
         "backend": info.get("backend"),
+        "mode": info.get("mode") if entry.is_up else None,
+        "control": info.get("socket") if entry.is_up else None,
         "path": str(entry.header.path),
     }

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hera.commands._common import add_file_argument, add_scope_options, store_for
+from hera.commands._common import add_file_argument, add_scope_options, seconds, store_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "the agent's instance file")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=120.0, metavar="SECONDS",
                         help="how long to wait for the save (default: 120)")
     add_scope_options(parser)
 

@@ -3,59 +3,111 @@ state (weights, membranes, spikes in flight, random state) is saved to the
 cache, and the next up resumes from exactly there.
 
 Give a file (installed on first up) or --uuid/--callsign of an installed
-agent. It runs --steps N iterations, or until 'hera down', SIGTERM or
-Ctrl-C. Only one up of an agent runs at a time.
+agent. It runs --steps N iterations, or until 'hera down' or SIGTERM.
+Modes: normal (a banner, then quiet), --silent, --interactive (a Python
+prompt with the live agent, at once or --prompt-after N steps; Ctrl-D
+resumes running, Ctrl-Z brings it back) and --daemon (detached; control
+and I/O through the agent's control socket). --simulate works out what the
+agent needs on the device and loads nothing. Signals: see 'hera signal'.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hera.commands._common import add_file_argument, add_scope_options, configure, store_for
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
-    return value
+from hera.commands._common import (add_file_argument, add_scope_options, configure,
+                                   positive_int, seconds, store_for)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "instance file (installed on first up)")
-    parser.add_argument("--steps", type=_positive, metavar="N", help="run N iterations, then down")
+    parser.add_argument("--steps", type=positive_int, metavar="N", help="run N iterations, then down")
     parser.add_argument("--device", metavar="ID", help="cpu, cuda, cuda:N or auto (default: best)")
     parser.add_argument("--silent", action=argparse.BooleanOptionalAction, default=None,
                         help="print nothing (safe to put in the background)")
-    parser.add_argument("--checkpoint", type=_seconds, metavar="SECONDS",
+    parser.add_argument("--checkpoint", type=seconds, metavar="SECONDS",
                         help="save the running agent to the cache every SECONDS, so a crash "
                              "loses at most that much (default: 600; 0: only when it stops)")
-    parser.add_argument("--chunk", type=_positive, metavar="N",
+    parser.add_argument("--chunk", type=positive_int, metavar="N",
                         help="iterations per family call (default: adapts to ~0.1 s)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--interactive", action="store_true",
+                       help="open a Python prompt with the live agent (at once, or see --prompt-after)")
+    modes.add_argument("--daemon", action="store_true",
+                       help="detach from the terminal; talk to the agent through its control socket")
+    modes.add_argument("--simulate", action="store_true",
+                       help="work out what the agent needs on the device; load nothing")
+    parser.add_argument("--prompt-after", type=positive_int, metavar="N",
+                        help="with --interactive: run N iterations, then open the prompt")
+    parser.add_argument("--break-at", type=positive_int, action="append", metavar="STEP",
+                        help="breakpoint at step STEP (repeatable)")
+    parser.add_argument("--break-every", type=positive_int, action="append", metavar="N",
+                        help="breakpoint every N steps (repeatable)")
+    parser.add_argument("--break-when", action="append", metavar="EXPR",
+                        help="breakpoint when the Python expression EXPR over `agent` is true, "
+                             "checked every step (repeatable)")
+    parser.add_argument("--output-every", type=positive_int, default=100, metavar="N",
+                        help="steps per output line when output is piped or streamed (default: 100)")
     add_scope_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from hera import manager, runner
+    from hera.errors import UsageError
     from hera.plugins import load_plugins
 
     configure(args)
+    if args.prompt_after is not None and not args.interactive:
+        raise UsageError("--prompt-after needs --interactive")
     store = store_for(args)
     target = manager.select_target(store, args.file, args.uuid, args.callsign, allow_uninstalled=True)
+    plugins = load_plugins()
+    if args.simulate:
+        return simulate(plugins, target, args.device)
+    breakpoints = tuple([{"at": n} for n in args.break_at or []]
+                        + [{"every": n} for n in args.break_every or []]
+                        + [{"when": e} for e in args.break_when or []])
+    mode = "interactive" if args.interactive else "daemon" if args.daemon else "foreground"
     options = runner.UpOptions(device=args.device, steps=args.steps, chunk=args.chunk,
-                               silent=bool(args.silent), checkpoint=args.checkpoint)
-    runner.up(load_plugins(), target, options)
+                               silent=bool(args.silent), checkpoint=args.checkpoint, mode=mode,
+                               prompt_after=args.prompt_after, breakpoints=breakpoints,
+                               output_every=args.output_every)
+    if mode != "daemon":
+        result = runner.up(plugins, target, options)
+        return 0 if result.reason != "SIGABRT" else 1
+    from hera.daemon import run_detached
+    from hera.errors import HeraError
+
+    answer = run_detached(lambda ready: runner.up(plugins, target, options, ready=ready))
+    if not answer.get("ok"):
+        raise HeraError(answer.get("error", "the agent did not start"))
+    if not args.silent:
+        print(f"up {answer['id']} ({answer['callsign']}) as a daemon, pid {answer['pid']}, on "
+              f"{answer['device']} [{answer['backend']}]; control {answer['socket']}; "
+              f"log {answer['log']}")
+    return 0
+
+
+def simulate(plugins, target, device_name: str | None) -> int:
+    """``up --simulate``: every resource calculation, nothing loaded."""
+    from hera import devices, runner
+    from hera.instance import InstanceFile
+    from hera.manager import check_family
+    from hera.output import human_bytes, print_table
+
+    instance = InstanceFile.read(target.store.path(target.id) if target.installed else target.file)
+    check_family(plugins, instance)
+    device = devices.choose_device(device_name)
+    report = runner.resource_report(plugins, instance, device)
+    if report is None:
+        print(f"family {instance.family} gives no resource report")
+        return 0
+    capacity = devices.device_memory(device)
+    rows = [[name, human_bytes(size), size] for name, size in report.tensors.items()]
+    rows.append(["total", human_bytes(report.total), report.total])
+    print(f"{instance.id} ({instance.callsign}) {instance.family}/{instance.layout} on {device}:")
+    print_table(["TENSORS", "SIZE", "BYTES"], rows)
+    print(f"{device} has {human_bytes(capacity)}; "
+          + ("it fits." if report.total <= capacity else "it does NOT fit."))
+    runner.check_fits(report, device)
     return 0

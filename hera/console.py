@@ -1,0 +1,77 @@
+"""The agent's terminal: what it prints, and detaching from it.
+
+A detached agent writes to ``<runtime>/<id>.log`` instead: its stdin reads
+from /dev/null and its stdout and stderr go to the log, so it never blocks
+on, or is stopped by, a terminal it no longer has.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+class Console:
+    """Printing for an upped agent, aware of --silent and of detaching."""
+
+    def __init__(self, log_path: Path, silent: bool = False, detached: bool = False):
+        self.log_path = log_path
+        self.silent = silent
+        self.detached = False
+        if detached:
+            self.detach()
+
+    @property
+    def has_terminal(self) -> bool:
+        """Whether a person can be prompted here (a terminal on stdin and stdout)."""
+        if self.detached:
+            return False
+        try:
+            return os.isatty(0) and os.isatty(1)
+        except OSError:
+            return False
+
+    def tell(self, text: str) -> None:
+        """A line for the person at the terminal (or the log, once detached)."""
+        if self.silent and not self.detached:
+            return
+        try:
+            print(text, flush=True)
+        except OSError:  # the terminal went away under us
+            self.detach()
+            print(text, flush=True)
+
+    def warn(self, text: str) -> None:
+        """A line on stderr, even when silent."""
+        try:
+            print(f"hera: {text}", file=sys.stderr, flush=True)
+        except OSError:
+            self.detach()
+
+    def write_output(self, line: str) -> None:
+        """One of the agent's output lines, on stdout (piped with SIGTTOU)."""
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except OSError:
+            self.detach()
+
+    def detach(self) -> None:
+        """Point stdin at /dev/null and stdout/stderr at the log, at once."""
+        if self.detached:
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        log = os.open(self.log_path, flags, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        self.detached = True

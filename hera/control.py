@@ -1,0 +1,270 @@
+"""The control channel: a Unix socket that only the agent's owner can use.
+
+Protocol (newline-delimited JSON, UTF-8; see docs/control.md):
+
+1. The client connects to ``<runtime>/<id>.sock`` (a 0600 socket in the
+   0700 runtime dir) and sends ``{"hello": "hera", "token": T}``, where
+   ``T`` is the per-start random token in ``<runtime>/<id>.token`` (0600).
+2. The server checks, before it reads any command, that the peer runs as
+   the agent's owner (SO_PEERCRED) or root, that the first frame is not
+   HTTP, and compares the token in constant time. Anything else is closed
+   without an answer.
+3. It answers ``{"ok": true, "agent": ID, "protocol": 1}``; then each
+   request ``{"cmd": NAME, ...}`` gets one reply ``{"ok": true, ...}`` or
+   ``{"ok": false, "error": MESSAGE}``.
+4. ``{"cmd": "io"}`` turns the connection into the agent's input/output
+   stream: every line the client sends goes into the input area, and every
+   decoded output line is sent to the client, until either side closes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+import socket
+import struct
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from hera import atomic
+from hera.errors import HeraError
+
+PROTOCOL = 1
+_MAX_FRAME = 1 << 16
+_HELLO_TIMEOUT_S = 5.0
+_HTTP_STARTS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                b"CONNECT ", b"TRACE ", b"HTTP/")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+StreamHandler = Callable[["Connection"], None]
+
+
+# sockaddr_un holds about 107 bytes of path; longer paths go through /proc.
+_MAX_SOCKET_PATH = 100
+
+
+def _with_socket_path(path: Path, act: Callable[[str], None]) -> None:
+    """Call ``act`` with an address for ``path`` that fits a Unix socket
+    address, however deep ``path`` lies (Linux: via a directory fd)."""
+    if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
+        act(str(path))
+        return
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        act(f"/proc/self/fd/{fd}/{path.name}")
+    finally:
+        os.close(fd)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+class Connection:
+    """One line-framed JSON connection."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._buffer = b""
+        self._send_lock = threading.Lock()
+
+    def read_line(self) -> bytes | None:
+        """The next line without its newline, or ``None`` at end of stream."""
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > _MAX_FRAME:
+                raise ValueError("frame too long")
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def read_json(self) -> dict[str, Any] | None:
+        line = self.read_line()
+        if line is None:
+            return None
+        value = json.loads(line)
+        if not isinstance(value, dict):
+            raise ValueError("a frame must be a JSON object")
+        return value
+
+    def send_json(self, value: dict[str, Any]) -> None:
+        self.send_line(json.dumps(value, separators=(",", ":")))
+
+    def send_line(self, text: str) -> None:
+        with self._send_lock:
+            self.sock.sendall(text.encode() + b"\n")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class ControlServer:
+    """Accepts owner-only connections and hands their requests to ``handler``
+    (called on the connection's thread; it must be thread-safe)."""
+
+    def __init__(self, sock_path: Path, token_path: Path, agent_id: str, handler: Handler,
+                 stream: StreamHandler | None = None, owner_uid: int | None = None):
+        self.sock_path = Path(sock_path)
+        self.token_path = Path(token_path)
+        self.agent_id = agent_id
+        self.handler = handler
+        self.stream = stream
+        self.owner_uid = os.geteuid() if owner_uid is None else owner_uid
+        self._token = ""
+        self._listener: socket.socket | None = None
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        """Write a fresh token, bind the socket (0600) and start accepting."""
+        self._token = secrets.token_hex(32)
+        atomic.write_atomically(self.token_path, [self._token.encode()], mode=0o600)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock_path.unlink()  # a dead agent's socket (its lock is ours now)
+        except FileNotFoundError:
+            pass
+        old_umask = os.umask(0o177)
+        try:
+            _with_socket_path(self.sock_path, listener.bind)
+        except OSError as exc:
+            listener.close()
+            raise HeraError(f"cannot bind the control socket {self.sock_path}: "
+                            f"{exc.strerror or exc}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.sock_path, 0o600)
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, name="hera-control", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop accepting and remove the socket and token files."""
+        self._closed.set()
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+        for path in (self.sock_path, self.token_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _authenticate(self, conn: Connection) -> bool:
+        if peer_uid(conn.sock) not in (self.owner_uid, 0):
+            return False
+        conn.sock.settimeout(_HELLO_TIMEOUT_S)
+        first = conn.read_line()
+        if first is None or first.lstrip().startswith(_HTTP_STARTS) or b" HTTP/1." in first:
+            return False
+        hello = json.loads(first)
+        token = hello.get("token") if isinstance(hello, dict) else None
+        if not (isinstance(token, str) and hello.get("hello") == "hera"):
+            return False
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            return False
+        conn.sock.settimeout(None)
+        return True
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = Connection(sock)
+        try:
+            try:
+                if not self._authenticate(conn):
+                    return
+            except (OSError, ValueError):
+                return
+            conn.send_json({"ok": True, "agent": self.agent_id, "protocol": PROTOCOL})
+            while True:
+                try:
+                    request = conn.read_json()
+                except ValueError as exc:
+                    conn.send_json({"ok": False, "error": f"bad request: {exc}"})
+                    continue
+                if request is None:
+                    return
+                if request.get("cmd") == "io" and self.stream is not None:
+                    conn.send_json({"ok": True})
+                    self.stream(conn)
+                    return
+                try:
+                    reply = self.handler(request)
+                except HeraError as exc:
+                    reply = {"ok": False, "error": exc.message}
+                conn.send_json(reply)
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+
+class ControlClient:
+    """Talks to a running agent over its control channel."""
+
+    def __init__(self, sock_path: Path, token_path: Path, timeout: float = 30.0):
+        try:
+            token = Path(token_path).read_text().strip()
+        except OSError as exc:
+            raise HeraError(f"cannot read the agent's control token: {exc.strerror}") from None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            _with_socket_path(Path(sock_path), sock.connect)
+        except OSError as exc:
+            sock.close()
+            raise HeraError(f"cannot reach the agent's control socket: {exc.strerror or exc}") from None
+        self.conn = Connection(sock)
+        try:
+            self.conn.send_json({"hello": "hera", "token": token})
+            welcome = self.conn.read_json()
+        except (OSError, ValueError):
+            welcome = None
+        if not welcome or not welcome.get("ok"):
+            self.close()
+            raise HeraError("the agent refused the control connection")
+        self.agent_id = welcome.get("agent")
+
+    def request(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """Send one command; return the reply, or raise its error."""
+        try:
+            self.conn.send_json({"cmd": cmd, **args})
+            reply = self.conn.read_json()
+        except socket.timeout:
+            raise HeraError(f"the agent did not answer {cmd!r} in time") from None
+        except (OSError, ValueError) as exc:
+            raise HeraError(f"lost the agent's control channel: {exc}") from None
+        if reply is None:
+            raise HeraError("the agent closed its control channel")
+        if not reply.get("ok"):
+            raise HeraError(str(reply.get("error", "the agent refused the command")))
+        return reply
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "ControlClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,287 @@
+"""The inner loop of an upped agent and everything that steers it.
+
+One thread steps the agent: this loop. Between chunks of steps it acts on
+signals (noted by :class:`~hera.signals.SignalInbox`), on requests from the
+control channel (queued by its threads), on input lines, on breakpoints and
+on checkpoints. Control threads never touch the agent themselves.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from hera.console import Console
+from hera.control import Connection
+from hera.errors import HeraError
+from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop
+from hera.signals import SignalInbox
+
+# How long a control request waits for the loop (which may sit at a prompt).
+_REQUEST_TIMEOUT_S = 30.0
+_IDLE_POLL_S = 0.02
+
+
+class Loop:
+    """Steps ``session`` until a stop; see :meth:`run`.
+
+    :param steps: steps to take in this up (``None``: until stopped).
+    :param checkpoint: seconds between saves while running (0: none).
+    :param output_every: steps per output line for piped/streamed output.
+    :param prompt_after: open the prompt after this many steps (interactive).
+    :param on_state: called with the new state whenever it changes.
+    """
+
+    def __init__(self, session: AgentSession, inbox: SignalInbox, console: Console, *,
+                 steps: int | None = None, chunk: int | None = None, checkpoint: float = 0.0,
+                 output_every: int = 100, prompt_after: int | None = None,
+                 interactive: bool = False, on_state: Callable[[str], None] | None = None):
+        self.session = session
+        self.inbox = inbox
+        self.console = console
+        self.steps = steps
+        self.fixed_chunk = chunk
+        self.checkpoint = checkpoint
+        self.output_every = output_every
+        self.prompt_at = None if prompt_after is None else session.step_count + prompt_after
+        self.interactive = interactive
+        self.on_state = on_state or (lambda state: None)
+        self.stop_reason: str | None = None
+        self.want_prompt = interactive and prompt_after is None
+        self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue]] = queue.Queue()
+        self._inputs: queue.Queue[str] = queue.Queue()
+        self._sinks: list[Callable[[str], None]] = []
+        self._sinks_lock = threading.Lock()
+        self._stdin_piped = False
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Step until the step budget is spent or something stops the agent;
+        return why (``steps done``, ``down``, ``SIGTERM``, ``SIGQUIT``,
+        ``SIGABRT``)."""
+        session = self.session
+        while True:
+            self._take_signals()
+            self._serve_requests()
+            self._feed_inputs()
+            if self.stop_reason:
+                return self.stop_reason
+            if self.steps is not None and session.done >= self.steps:
+                return "steps done"
+            if self.want_prompt:
+                self.want_prompt = False
+                self.prompt()
+                continue
+            if session.state != RUNNING:
+                time.sleep(_IDLE_POLL_S)
+                continue
+            hit = session.advance(self._next_chunk(), adapt=self.fixed_chunk is None)
+            self._emit_output()
+            if hit is not None:
+                self._on_breakpoint(hit)
+            elif self.prompt_at is not None and session.step_count >= self.prompt_at:
+                self.prompt_at = None
+                self.want_prompt = True
+            if self.checkpoint and time.monotonic() - session.last_save >= self.checkpoint:
+                session.save()
+
+    def _next_chunk(self) -> int:
+        session = self.session
+        n = self.fixed_chunk or session.chunk
+        if self.steps is not None:
+            n = min(n, self.steps - session.done)
+        if self.prompt_at is not None:
+            n = min(n, max(1, self.prompt_at - session.step_count))
+        if self._sinks:
+            n = min(n, self.output_every - session.step_count % self.output_every)
+        return max(1, n)
+
+    def set_state(self, state: str) -> None:
+        if state != self.session.state:
+            self.session.state = state
+            self.on_state(state)
+
+    # -- signals -------------------------------------------------------------------
+
+    def _take_signals(self) -> None:
+        for name in self.inbox.take():
+            self.act_on(name)
+
+    def act_on(self, name: str) -> None:
+        """Do what signal ``name`` means (the seed's table, hera.signals)."""
+        console = self.console
+        if name in ("SIGTERM", "SIGQUIT", "SIGABRT"):
+            self.stop_reason = self.stop_reason or name  # a second one starts no second save
+        elif name == "SIGINT":
+            self.set_state(STANDBY)
+            console.tell(f"standby at step {self.session.step_count} (SIGCONT resumes, "
+                         "SIGTSTP/Ctrl-Z opens the prompt, 'hera down' saves and stops)")
+        elif name == "SIGCONT":
+            if self.session.state != RUNNING:
+                self.set_state(RUNNING)
+                console.tell(f"running from step {self.session.step_count}")
+        elif name == "SIGTSTP" and not console.has_terminal:
+            console.tell("SIGTSTP ignored: no terminal to stop at (use SIGSTOP or SIGINT)")
+        elif name in ("SIGTSTP", "SIGSTOP"):
+            self.set_state(PAUSED)
+            if console.has_terminal:
+                self.want_prompt = True
+            else:  # 'hera signal SIGSTOP' attaches its own terminal over the control channel
+                console.tell(f"paused at step {self.session.step_count} ({name})")
+        elif name == "SIGHUP":
+            console.detach()
+        elif name == "SIGTTIN":
+            self._pipe_stdin()
+        elif name == "SIGTTOU":
+            self.add_sink(console.write_output)
+
+    def _pipe_stdin(self) -> None:
+        if self._stdin_piped:
+            return
+        self._stdin_piped = True
+
+        def read() -> None:
+            for line in sys.stdin:
+                self._inputs.put(line.rstrip("\n"))
+
+        threading.Thread(target=read, name="hera-stdin", daemon=True).start()
+
+    # -- breakpoints and the prompt ----------------------------------------------------
+
+    def _on_breakpoint(self, hit: Stop) -> None:
+        self.set_state(PAUSED)
+        self.console.tell(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
+        if self.console.has_terminal and (self.interactive or self.session.mode == "foreground"):
+            self.want_prompt = True
+
+    def prompt(self) -> None:
+        """Open the Python prompt on this terminal; closing it resumes running."""
+        from hera.prompt import run_local_prompt
+
+        self.set_state(PAUSED)
+        run_local_prompt(self)
+        self.inbox.take()  # job-control signals that came in while at the prompt
+        if not self.stop_reason:
+            self.set_state(RUNNING)
+
+    # -- input and output ----------------------------------------------------------------
+
+    def add_sink(self, sink: Callable[[str], None]) -> None:
+        with self._sinks_lock:
+            if sink not in self._sinks:
+                self._sinks.append(sink)
+
+    def remove_sink(self, sink: Callable[[str], None]) -> None:
+        with self._sinks_lock:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+
+    def _emit_output(self) -> None:
+        if not self._sinks or self.session.step_count % self.output_every:
+            return
+        line = self.session.read_output()
+        with self._sinks_lock:
+            sinks = list(self._sinks)
+        for sink in sinks:
+            try:
+                sink(line)
+            except OSError:
+                self.remove_sink(sink)
+
+    def _feed_inputs(self) -> None:
+        while True:
+            try:
+                line = self._inputs.get_nowait()
+            except queue.Empty:
+                return
+            self.session.feed(line)
+
+    def stream(self, conn: Connection) -> None:
+        """Serve an ``io`` connection (on its control thread): lines in go to
+        the input area, output lines go out."""
+        sink = conn.send_line
+        self.add_sink(sink)
+        try:
+            while (line := conn.read_line()) is not None:
+                self._inputs.put(line.decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.remove_sink(sink)
+
+    # -- control requests ----------------------------------------------------------------
+
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer a control request (called on a control thread)."""
+        if request.get("cmd") == "status":
+            return {"ok": True, "status": self.session.status()}
+        reply: queue.Queue = queue.Queue(maxsize=1)
+        self._requests.put((request, reply))
+        try:
+            return reply.get(timeout=_REQUEST_TIMEOUT_S)
+        except queue.Empty:
+            return {"ok": False, "error": "the agent is busy (at its prompt?); try again"}
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                request, reply = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                answer = {"ok": True, **self.execute(request)}
+            except HeraError as exc:
+                answer = {"ok": False, "error": exc.message}
+            except Exception as exc:  # noqa: BLE001 - a bad request must not kill the agent
+                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            reply.put(answer)
+
+    def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one control command on the loop's thread."""
+        from hera.signals import parse_name
+
+        cmd = request.get("cmd")
+        session = self.session
+        if cmd == "pause":
+            self.set_state(PAUSED)
+        elif cmd == "continue":
+            self.act_on("SIGCONT")
+        elif cmd == "step":
+            n = request.get("steps", 1)
+            if type(n) is not int or n < 1:
+                raise HeraError("step takes a whole number of steps >= 1")
+            self.set_state(PAUSED)
+            hit = session.advance(n, adapt=False)
+            self._emit_output()
+            return {"step": session.step_count,
+                    "breakpoint": None if hit is None else hit.breakpoint.describe()}
+        elif cmd == "break":
+            args = {k: request[k] for k in ("at", "every", "when") if k in request}
+            return {"breakpoint": session.add_breakpoint(**args).describe()}
+        elif cmd == "clear":
+            return {"cleared": session.clear_breakpoints(request.get("id"))}
+        elif cmd == "input":
+            session.feed(str(request.get("line", "")))
+        elif cmd == "output":
+            return {"line": session.read_output()}
+        elif cmd == "tensors":
+            return {"tensors": {name: {"dtype": str(t.dtype).removeprefix("torch."),
+                                       "shape": list(t.shape)}
+                                for name, t in session.tensors().items()}}
+        elif cmd == "save":
+            session.save()
+        elif cmd == "down":
+            self.stop_reason = self.stop_reason or "down"
+        elif cmd == "signal":
+            try:
+                name = parse_name(str(request.get("name", "")))
+            except ValueError:
+                raise HeraError(f"unknown signal {request.get('name')!r}") from None
+            self.act_on(name)
+        else:
+            raise HeraError(f"unknown command {cmd!r}")
+        return {"status": session.status()}

@@ -1,0 +1,218 @@
+"""The interactive prompt: Python with the live agent in scope as ``agent``.
+
+The local prompt runs in the agent's own process (``up --interactive``,
+Ctrl-Z, a breakpoint); the remote prompt runs in ``hera signal SIGSTOP``
+and talks to a detached agent over its control channel. Both offer the same
+commands; closing either (Ctrl-D) lets the agent run on.
+"""
+
+from __future__ import annotations
+
+import code
+import signal
+from typing import TYPE_CHECKING, Any, Callable
+
+from hera.errors import HeraError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hera.control import ControlClient
+    from hera.loop import Loop
+
+HELP = """\
+agent.step(n=1)          take n steps (stops early at a breakpoint)
+agent.run(n=None)        run n steps, or until a breakpoint or Ctrl-C
+agent.run_until(cond)    run until cond(agent) is true (checked every step)
+agent.breakpoint(at=STEP | every=N | when=COND)   add a breakpoint
+agent.clear(id=None)     remove one breakpoint, or all
+agent.status()           state, step, device, breakpoints
+agent.tensors()          every tensor of the agent (local prompt: CPU copies)
+agent.input(line)        put a line into the input area
+agent.output()           the output area since the last read, as a line
+agent.save()             write a checkpoint to the cache now
+agent.down()             save, close the prompt and stop the agent
+Ctrl-D closes the prompt; the agent runs on."""
+
+
+class _Closed(Exception):
+    """Raised inside the console to leave it (after agent.down())."""
+
+
+class LocalAgent:
+    """``agent`` at the local prompt: the live session, stepped in-process."""
+
+    def __init__(self, loop: "Loop"):
+        self._loop = loop
+        self.session = loop.session
+        self.handle = loop.session.handle  # the family's own object, for inspection
+
+    def __repr__(self) -> str:
+        s = self.session
+        return f"<agent {s.id} ({s.callsign}) {s.family}/{s.instance.layout} step {s.step_count}>"
+
+    def help(self) -> None:
+        print(HELP)
+
+    def step(self, n: int = 1) -> int:
+        hit = self.session.advance(n, adapt=False)
+        if hit is not None:
+            print(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
+        return self.session.step_count
+
+    def run(self, n: int | None = None) -> int:
+        left = n
+        try:
+            while left is None or left > 0:
+                chunk = self.session.chunk if left is None else min(self.session.chunk, left)
+                before = self.session.step_count
+                hit = self.session.advance(chunk)
+                if left is not None:
+                    left -= self.session.step_count - before
+                if hit is not None:
+                    print(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
+                    break
+        except KeyboardInterrupt:
+            print(f"interrupted at step {self.session.step_count}")
+        return self.session.step_count
+
+    def run_until(self, condition: Callable[[Any], bool], limit: int | None = None) -> int:
+        bp = self.session.add_breakpoint(when=condition)
+        try:
+            return self.run(limit)
+        finally:
+            self.session.clear_breakpoints(bp.id)
+
+    def breakpoint(self, at: int | None = None, every: int | None = None,
+                   when: Any = None) -> dict[str, Any]:
+        return self.session.add_breakpoint(at=at, every=every, when=when).describe()
+
+    def clear(self, id: int | None = None) -> int:  # noqa: A002 - the user's word
+        return self.session.clear_breakpoints(id)
+
+    def status(self) -> dict[str, Any]:
+        return self.session.status()
+
+    def tensors(self) -> dict[str, Any]:
+        return self.session.tensors()
+
+    def input(self, line: str) -> None:
+        self.session.feed(line)
+
+    def output(self) -> str:
+        return self.session.read_output()
+
+    def save(self) -> str:
+        return str(self.session.save())
+
+    def down(self) -> None:
+        self._loop.stop_reason = self._loop.stop_reason or "down"
+        raise _Closed
+
+
+class RemoteAgent:
+    """``agent`` at the remote prompt: the same commands over the control channel."""
+
+    def __init__(self, client: "ControlClient"):
+        self._client = client
+
+    def __repr__(self) -> str:
+        s = self.status()
+        return f"<agent {s['id']} ({s['callsign']}) {s['family']}/{s['layout']} step {s['step']}>"
+
+    def help(self) -> None:
+        print(HELP)
+
+    def _ask(self, cmd: str, **args: Any) -> dict[str, Any]:
+        return self._client.request(cmd, **args)
+
+    def step(self, n: int = 1) -> int:
+        reply = self._ask("step", steps=n)
+        if reply.get("breakpoint"):
+            print(f"breakpoint {reply['breakpoint']['id']} hit at step {reply['step']}")
+        return reply["step"]
+
+    def run(self, n: int | None = None) -> int:
+        if n is not None:
+            return self.step(n)
+        self._ask("continue")
+        return self.status()["step"]
+
+    def run_until(self, condition: str, limit: int | None = None) -> int:
+        if not isinstance(condition, str):
+            raise HeraError("over the control channel a condition is an expression string")
+        bp = self._ask("break", when=condition)["breakpoint"]
+        try:
+            return self.step(limit or 1_000_000)
+        finally:
+            self._ask("clear", id=bp["id"])
+
+    def breakpoint(self, at: int | None = None, every: int | None = None,
+                   when: str | None = None) -> dict[str, Any]:
+        args = {k: v for k, v in (("at", at), ("every", every), ("when", when)) if v is not None}
+        return self._ask("break", **args)["breakpoint"]
+
+    def clear(self, id: int | None = None) -> int:  # noqa: A002
+        return self._ask("clear", **({} if id is None else {"id": id}))["cleared"]
+
+    def status(self) -> dict[str, Any]:
+        return self._ask("status")["status"]
+
+    def tensors(self) -> dict[str, Any]:
+        return self._ask("tensors")["tensors"]
+
+    def input(self, line: str) -> None:
+        self._ask("input", line=line)
+
+    def output(self) -> str:
+        return self._ask("output")["line"]
+
+    def save(self) -> None:
+        self._ask("save")
+
+    def down(self) -> None:
+        self._ask("down")
+        raise _Closed
+
+
+def _interact(namespace: dict[str, Any], banner: str) -> None:
+    """Run a console until Ctrl-D or agent.down(); Ctrl-C cancels a line."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    console = _Console(namespace)
+    try:
+        console.interact(banner=banner, exitmsg="")
+    except (_Closed, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Console(code.InteractiveConsole):
+    def runcode(self, codeobj: Any) -> None:
+        try:
+            exec(codeobj, self.locals)
+        except (_Closed, SystemExit):
+            raise
+        except HeraError as exc:
+            print(f"hera: error: {exc.message}")
+        except BaseException:  # noqa: BLE001 - show it, keep the prompt
+            self.showtraceback()
+
+
+def run_local_prompt(loop: "Loop") -> None:
+    """The prompt in the agent's own process."""
+    agent = LocalAgent(loop)
+    s = loop.session
+    banner = (f"hera prompt: {s.id} ({s.callsign}) paused at step {s.step_count}. "
+              "`agent` is the live agent (agent.help()); Ctrl-D resumes running.")
+    _interact({"agent": agent}, banner)
+    if not loop.stop_reason:
+        print(f"resuming at step {s.step_count}", flush=True)
+
+
+def run_remote_prompt(client: "ControlClient") -> None:
+    """The prompt in ``hera signal SIGSTOP``, attached to a detached agent."""
+    agent = RemoteAgent(client)
+    status = agent.status()
+    banner = (f"hera prompt: attached to {status['id']} ({status['callsign']}), "
+              f"{status['state']} at step {status['step']}. `agent` is the agent "
+              "(agent.help()); Ctrl-D detaches and lets it run on.")
+    _interact({"agent": agent}, banner)

@@ -1,0 +1,176 @@
+"""AgentSession: a live agent and everything done to it while it is up.
+
+The runner's loop, the interactive prompt and the control channel all act
+on the agent through one session: step it (honouring breakpoints), feed it
+input lines, read its output, look at its tensors, report its status and
+save it. The session never looks inside the family's handle; it calls the
+family's hooks, resolved once per up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from hera.breakpoints import Breakpoint
+from hera.errors import HeraError
+from hera.instance import InstanceFile
+from hera.manager import now_iso
+from hera.plugins import Plugins
+from hera.store import AgentStore
+
+# Chunks aim at this many seconds, so signals and commands are answered
+# within about that; no chunk is longer than _MAX_CHUNK steps.
+CHUNK_SECONDS = 0.1
+_MAX_CHUNK = 10_000
+
+#: What an agent can be doing while it is up.
+RUNNING, PAUSED, STANDBY = "running", "paused", "standby"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why stepping stopped before it was done: a breakpoint was hit."""
+
+    breakpoint: Breakpoint
+    step: int
+
+
+class AgentSession:
+    """A live agent on its device.
+
+    :param plugins: the plugin manager (hooks are looked up once, here).
+    :param instance: the agent's file as loaded; updated by :meth:`save`.
+    :param store: where the agent is installed.
+    :param loaded: what ``hera_load`` returned.
+    :param mode: ``foreground``, ``interactive`` or ``daemon`` (for status).
+    """
+
+    def __init__(self, plugins: Plugins, instance: InstanceFile, store: AgentStore,
+                 loaded: Any, mode: str):
+        hook = plugins.hook
+        self._step_hook, self._serialize = hook.hera_step, hook.hera_serialize
+        self._encode, self._decode = hook.hera_encode_input, hook.hera_decode_output
+        self.instance = instance
+        self.store = store
+        self.family = instance.family
+        self.handle = loaded.handle
+        self.device = loaded.device
+        self.backend = loaded.backend
+        self.mode = mode
+        self.state = RUNNING
+        self.breakpoints: list[Breakpoint] = []
+        self.start_steps = instance.steps
+        self.step_count = instance.steps
+        self.chunk = 1
+        self.last_save = time.monotonic()
+        self.last_hit: Stop | None = None
+        instance.meta["incarnation"] += 1  # every save of this run carries it
+
+    # -- identity and status ---------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.instance.id
+
+    @property
+    def callsign(self) -> str:
+        return self.instance.callsign
+
+    @property
+    def done(self) -> int:
+        """Steps taken during this up."""
+        return self.step_count - self.start_steps
+
+    def status(self) -> dict[str, Any]:
+        """Where the agent stands, JSON-ready."""
+        return {
+            "id": self.id, "callsign": self.callsign, "family": self.family,
+            "layout": self.instance.layout, "state": self.state, "mode": self.mode,
+            "step": self.step_count, "device": self.device, "backend": self.backend,
+            "breakpoints": [b.describe() for b in self.breakpoints],
+            "last_breakpoint": None if self.last_hit is None else
+            {**self.last_hit.breakpoint.describe(), "step": self.last_hit.step},
+        }
+
+    # -- stepping ----------------------------------------------------------------
+
+    def advance(self, steps: int, adapt: bool = True) -> Stop | None:
+        """Take up to ``steps`` steps in one or more family calls; stop early
+        (after the step that hit it) at a breakpoint, which is returned."""
+        left = steps
+        while left > 0:
+            n = min(left, self._room())
+            began = time.perf_counter()
+            taken = self._step_hook(family=self.family, agent=self.handle, steps=n)
+            if taken is None or taken < 1:
+                raise HeraError(f"family {self.family} did not step")
+            self.step_count += taken
+            left -= taken
+            if adapt:
+                per_step = (time.perf_counter() - began) / taken
+                self.chunk = max(1, min(_MAX_CHUNK, int(CHUNK_SECONDS / max(per_step, 1e-7))))
+            for bp in self.breakpoints:
+                if bp.hit(self.step_count, self):
+                    self.last_hit = Stop(bp, self.step_count)
+                    return self.last_hit
+        return None
+
+    def _room(self) -> int:
+        """Steps that can be taken in one call without passing a breakpoint."""
+        if any(b.conditional for b in self.breakpoints):
+            return 1
+        distances = [d for b in self.breakpoints
+                     if (d := b.steps_until(self.step_count)) is not None]
+        return min(distances, default=_MAX_CHUNK * 100)
+
+    def add_breakpoint(self, at: int | None = None, every: int | None = None,
+                       when: str | Callable[[Any], bool] | None = None) -> Breakpoint:
+        """Add a breakpoint (one of ``at``, ``every``, ``when``)."""
+        bp = Breakpoint(at=at, every=every, when=when)
+        self.breakpoints.append(bp)
+        return bp
+
+    def clear_breakpoints(self, ident: int | None = None) -> int:
+        """Remove breakpoint ``ident``, or all of them; return how many went."""
+        before = len(self.breakpoints)
+        self.breakpoints = [b for b in self.breakpoints if ident is not None and b.id != ident]
+        return before - len(self.breakpoints)
+
+    # -- input, output, inspection -------------------------------------------------
+
+    def feed(self, line: str) -> None:
+        """Put one line into the agent's input area."""
+        if not self._encode(family=self.family, agent=self.handle, line=line):
+            raise HeraError(f"family {self.family} did not take the input line")
+
+    def read_output(self) -> str:
+        """The agent's output area since the last read, as one line."""
+        line = self._decode(family=self.family, agent=self.handle)
+        if line is None:
+            raise HeraError(f"family {self.family} gave no output line")
+        return line
+
+    def tensors(self) -> dict[str, Any]:
+        """CPU copies of every tensor of the agent, learned and dynamic
+        (dynamic ones prefixed ``state.``), for inspection."""
+        snapshot = self._serialize(family=self.family, agent=self.handle)
+        found = dict(snapshot.tensors)
+        if snapshot.state is not None:
+            found.update({f"state.{k}": v for k, v in snapshot.state.tensors.items()})
+        return found
+
+    # -- saving ----------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Write the complete state to the agent's file in the store, atomically."""
+        snapshot = self._serialize(family=self.family, agent=self.handle)
+        self.instance.definition = dict(snapshot.definition)
+        self.instance.set_tensors(snapshot.tensors, snapshot.state)
+        self.instance.meta["steps"] = self.step_count
+        self.instance.meta["saved"] = now_iso()
+        path = self.store.save(self.instance)
+        self.last_save = time.monotonic()
+        return path

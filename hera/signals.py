@@ -1,0 +1,88 @@
+"""The seed's signal table, and handlers that only take note.
+
+Handlers append the signal to an inbox; the runner's loop reads it between
+chunks of steps and acts (see :data:`MEANINGS`), so a step is never cut in
+half and nothing heavy runs inside a handler. SIGSTOP and SIGKILL cannot be
+caught: ``hera signal SIGSTOP`` asks over the control channel instead, and
+``hera signal SIGKILL`` kills the verified pid.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+from types import FrameType
+from typing import Any
+
+#: What each named signal does to an upped agent (the seed's table).
+MEANINGS: dict[str, str] = {
+    "SIGCONT": "continue the inner loop if stopped; release the terminal",
+    "SIGSTOP": "stop the inner loop; attach a terminal (a prompt) if in the background",
+    "SIGTSTP": "stop the inner loop and open the prompt, if a terminal is attached",
+    "SIGHUP": "detach from the terminal: output goes to the log files at once",
+    "SIGINT": "standby: stop stepping, stay loaded",
+    "SIGQUIT": "save to the cache, then terminate with a core dump",
+    "SIGABRT": "terminate with a core dump, without saving",
+    "SIGKILL": "terminate at once, without saving or cleaning up",
+    "SIGTERM": "save to the cache and terminate normally",
+    "SIGTTIN": "from now on, lines on stdin go into the agent's input area",
+    "SIGTTOU": "from now on, the output area is written line by line to stdout",
+}
+
+#: The signals the agent process catches.
+CAUGHT = tuple(getattr(signal, name) for name in MEANINGS if name not in ("SIGSTOP", "SIGKILL"))
+
+
+def parse_name(text: str) -> str:
+    """``term``, ``TERM``, ``SIGTERM`` or ``15`` → ``SIGTERM``.
+
+    :raises ValueError: not a signal of the table.
+    """
+    word = text.strip().upper()
+    if word.isdigit():
+        try:
+            word = signal.Signals(int(word)).name
+        except ValueError:
+            raise ValueError(text) from None
+    if not word.startswith("SIG"):
+        word = "SIG" + word
+    if word not in MEANINGS:
+        raise ValueError(text)
+    return word
+
+
+class SignalInbox:
+    """Installs note-taking handlers for :data:`CAUGHT`; restores the old
+    ones on exit."""
+
+    def __init__(self) -> None:
+        self.pending: collections.deque[str] = collections.deque()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "SignalInbox":
+        for signum in CAUGHT:
+            self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.pending.append(signal.Signals(signum).name)
+
+    def post(self, name: str) -> None:
+        """Act as if signal ``name`` had arrived (the control channel's way)."""
+        self.pending.append(name)
+
+    def take(self) -> list[str]:
+        """The signals noted since the last call, oldest first."""
+        taken = []
+        while self.pending:
+            taken.append(self.pending.popleft())
+        return taken
