@@ -8,14 +8,10 @@ expression (from the command line or the control channel) or a callable
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from hera.errors import UsageError
-
-_ids = itertools.count(1)
-
 
 @dataclass
 class Breakpoint:
@@ -24,7 +20,7 @@ class Breakpoint:
     at: int | None = None
     every: int | None = None
     when: str | Callable[[Any], bool] | None = None
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = 0  # numbered by the session that holds it
 
     def __post_init__(self) -> None:
         given = [x for x in (self.at, self.every, self.when) if x is not None]

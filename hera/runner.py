@@ -103,15 +103,14 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                               detached=options.mode == "daemon")
             tell = say or console.tell
             device = devices.choose_device(options.device)  # before installing anything
-            if not store.has(target.id):  # checked again under the lock: no race
-                fresh = InstanceFile.read(target.file)
-                check_family(plugins, fresh)
-                add_install_record(fresh, store)
-                store.save(fresh)
-                tell(f"installed {fresh.id} ({fresh.callsign}) for {store.scope.label}")
-            instance = store.load(target.id)
+            installed = store.has(target.id)  # checked again under the lock: no race
+            instance = store.load(target.id) if installed else InstanceFile.read(target.file)
             check_family(plugins, instance)
-            check_fits(resource_report(plugins, instance, device), device)
+            check_fits(resource_report(plugins, instance, device), device)  # before installing
+            if not installed:
+                add_install_record(instance, store)
+                store.save(instance)
+                tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
             lock.record(op="starting", device=device, mode=options.mode)
             loaded = plugins.hook.hera_load(
                 family=instance.family, definition=dict(instance.definition),

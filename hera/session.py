@@ -62,6 +62,7 @@ class AgentSession:
         self.mode = mode
         self.state = RUNNING
         self.breakpoints: list[Breakpoint] = []
+        self._numbered = 0
         self.start_steps = instance.steps
         self.step_count = instance.steps
         self.chunk = 1
@@ -129,7 +130,8 @@ class AgentSession:
     def add_breakpoint(self, at: int | None = None, every: int | None = None,
                        when: str | Callable[[Any], bool] | None = None) -> Breakpoint:
         """Add a breakpoint (one of ``at``, ``every``, ``when``)."""
-        bp = Breakpoint(at=at, every=every, when=when)
+        self._numbered += 1
+        bp = Breakpoint(at=at, every=every, when=when, id=self._numbered)
         self.breakpoints.append(bp)
         return bp
 

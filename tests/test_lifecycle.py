@@ -303,3 +303,24 @@ def test_a_failed_final_save_rescues_the_state(world):
     saved = InstanceFile.read(world.workdir / f"{agent_id}.rescue.json")
     assert saved.id == agent_id and saved.steps > 10 and saved.alive
     assert "rescued" in up.stderr.read()
+
+
+def test_up_simulate_reports_and_loads_nothing(world):
+    agent_id, path = world.build()
+    out = world.run("up", path.name, "--simulate").stdout
+    assert "weights" in out and "total" in out and "it fits" in out
+    assert world.agents() == []
+
+
+def test_an_agent_too_big_for_its_device_is_refused_before_loading(world):
+    agent_id, path = world.build()
+    instance = InstanceFile.read(path)
+    instance.definition["width"] = 4000  # the tensors stay small; only the claim grows
+    instance.write(path)
+    simulated = world.run("up", path.name, "--simulate", check=False)
+    assert simulated.returncode == 1 and "does NOT fit" in simulated.stdout
+    proc = world.run("up", path.name, "--steps", "1", check=False)
+    assert proc.returncode == 1
+    assert "needs" in proc.stderr and "on cpu, which has" in proc.stderr
+    assert "width x height x depth x cells" in proc.stderr
+    assert world.agents() == [], "an agent that cannot run is not installed either"
