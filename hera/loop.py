@@ -164,7 +164,7 @@ class Loop:
 
         self.set_state(PAUSED)
         run_local_prompt(self)
-        self.inbox.take()  # job-control signals that came in while at the prompt
+        self.inbox.discard("SIGTSTP", "SIGSTOP")  # asked for the prompt we just closed
         if not self.stop_reason:
             self.set_state(RUNNING)
 

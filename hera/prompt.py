@@ -13,6 +13,7 @@ import signal
 from typing import TYPE_CHECKING, Any, Callable
 
 from hera.errors import HeraError
+from hera.signals import ENDING
 
 if TYPE_CHECKING:  # pragma: no cover
     from hera.control import ControlClient
@@ -173,19 +174,54 @@ class RemoteAgent:
         raise _Closed
 
 
-def _interact(namespace: dict[str, Any], banner: str) -> None:
-    """Run a console until Ctrl-D or agent.down(); Ctrl-C cancels a line."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+#: Signals that end the agent: at the prompt they close it (once the line
+#: being run, if any, has finished) so the agent can act on them.
+_ENDING = tuple(getattr(signal, name) for name in ENDING)
+
+
+def _interact(namespace: dict[str, Any], banner: str,
+              note: Callable[[str], None] | None = None) -> None:
+    """Run a console until Ctrl-D, agent.down() or (with ``note``) a signal
+    that ends the agent; Ctrl-C cancels a line."""
     console = _Console(namespace)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+
+    def ending(signum: int, frame: Any) -> None:
+        note(signal.Signals(signum).name)
+        console.ending = True
+        if console.waiting:  # nothing of the agent's is running: leave at once
+            raise _Closed
+
+    if note is not None:
+        for signum in _ENDING:
+            previous[signum] = signal.signal(signum, ending)
     try:
         console.interact(banner=banner, exitmsg="")
     except (_Closed, SystemExit):
         pass
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _Console(code.InteractiveConsole):
+    """A console that shows hera's errors as one line and can be closed
+    between lines by a signal."""
+
+    def __init__(self, namespace: dict[str, Any]):
+        super().__init__(namespace)
+        self.waiting = False
+        self.ending = False
+
+    def raw_input(self, prompt: str = "") -> str:
+        if self.ending:
+            raise _Closed
+        self.waiting = True
+        try:
+            return super().raw_input(prompt)
+        finally:
+            self.waiting = False
+
     def runcode(self, codeobj: Any) -> None:
         try:
             exec(codeobj, self.locals)
@@ -203,8 +239,8 @@ def run_local_prompt(loop: "Loop") -> None:
     s = loop.session
     banner = (f"hera prompt: {s.id} ({s.callsign}) paused at step {s.step_count}. "
               "`agent` is the live agent (agent.help()); Ctrl-D resumes running.")
-    _interact({"agent": agent}, banner)
-    if not loop.stop_reason:
+    _interact({"agent": agent}, banner, note=loop.inbox.post)
+    if not loop.stop_reason and not loop.inbox.ending():
         print(f"resuming at step {s.step_count}", flush=True)
 
 

@@ -29,6 +29,9 @@ MEANINGS: dict[str, str] = {
     "SIGTTOU": "from now on, the output area is written line by line to stdout",
 }
 
+#: Signals after which the agent does not run on.
+ENDING = ("SIGTERM", "SIGQUIT", "SIGABRT")
+
 #: The signals the agent process catches.
 CAUGHT = tuple(getattr(signal, name) for name in MEANINGS if name not in ("SIGSTOP", "SIGKILL"))
 
@@ -79,6 +82,16 @@ class SignalInbox:
     def post(self, name: str) -> None:
         """Act as if signal ``name`` had arrived (the control channel's way)."""
         self.pending.append(name)
+
+    def discard(self, *names: str) -> None:
+        """Forget pending signals called ``names``."""
+        kept = [name for name in self.pending if name not in names]
+        self.pending.clear()
+        self.pending.extend(kept)
+
+    def ending(self) -> bool:
+        """Whether a signal that ends the agent is pending."""
+        return any(name in ENDING for name in self.pending)
 
     def take(self) -> list[str]:
         """The signals noted since the last call, oldest first."""

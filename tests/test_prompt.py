@@ -5,6 +5,7 @@ after N steps, on Ctrl-Z, at a breakpoint, and attached to a daemon by
 from __future__ import annotations
 
 import sys
+import time
 
 import pexpect
 import pytest
@@ -128,3 +129,38 @@ def test_signal_sigstop_attaches_a_terminal_to_a_daemon(world, built):
         child.close(force=True)
     assert world.row(agent_id)["status"] == "running", "detaching leaves the daemon running"
     world.run("--uuid", agent_id, "down")
+
+
+def test_down_while_the_agent_sits_at_its_prompt(world, built):
+    agent_id, name = built
+    child = _spawn(world, "up", name, "--interactive")
+    try:
+        child.expect(PROMPT)
+        _say(child, "agent.step(9)")
+        world.run("--uuid", agent_id, "down", "--timeout", "30")
+        child.expect(f"down {agent_id}")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert InstanceFile.read(world.agents_dir / f"{agent_id}.json").steps == 9
+
+
+def test_ctrl_z_at_the_prompt_does_not_reopen_it(world, built):
+    agent_id, name = built
+    child = _spawn(world, "up", name, "--interactive")
+    try:
+        child.expect(PROMPT)
+        child.sendcontrol("z")
+        time.sleep(0.3)
+        child.sendeof()
+        child.expect("resuming at step 0")
+        time.sleep(0.5)
+        assert world.row(agent_id)["status"] == "running"
+        child.sendcontrol("z")
+        child.expect(PROMPT)
+        child.sendline("agent.down()")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
