@@ -21,11 +21,18 @@ class Breakpoint:
     every: int | None = None
     when: str | Callable[[Any], bool] | None = None
     id: int = 0  # numbered by the session that holds it
+    error: str | None = None  # why its condition failed, when it did
 
     def __post_init__(self) -> None:
         given = [x for x in (self.at, self.every, self.when) if x is not None]
         if len(given) != 1:
             raise UsageError("a breakpoint takes one of at=STEP, every=N or when=CONDITION")
+        for name in ("at", "every"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise UsageError(f"breakpoint {name}= takes a whole number of steps, not {value!r}")
+        if self.when is not None and not (isinstance(self.when, str) or callable(self.when)):
+            raise UsageError("breakpoint when= takes an expression or a callable")
         if self.every is not None and self.every < 1:
             raise UsageError(f"a breakpoint every {self.every} steps is not possible")
         if isinstance(self.when, str):
@@ -54,9 +61,13 @@ class Breakpoint:
             return step == self.at
         if self.every is not None:
             return step > 0 and step % self.every == 0
-        if callable(self.when):
-            return bool(self.when(agent))
-        return bool(eval(self._code, {"__builtins__": __builtins__}, {"agent": agent}))
+        try:
+            if callable(self.when):
+                return bool(self.when(agent))
+            return bool(eval(self._code, {"__builtins__": __builtins__}, {"agent": agent}))
+        except Exception as exc:  # noqa: BLE001 - a bad condition stops the agent, not kills it
+            self.error = f"{type(exc).__name__}: {exc}"
+            return True
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description (for status and the control channel)."""
@@ -65,4 +76,4 @@ class Breakpoint:
         if self.every is not None:
             return {"id": self.id, "every": self.every}
         text = self.when if isinstance(self.when, str) else getattr(self.when, "__name__", "callable")
-        return {"id": self.id, "when": text}
+        return {"id": self.id, "when": text, **({"error": self.error} if self.error else {})}

@@ -46,7 +46,7 @@ StreamHandler = Callable[["Connection"], None]
 _MAX_SOCKET_PATH = 100
 
 
-def _with_socket_path(path: Path, act: Callable[[str], None]) -> None:
+def with_socket_path(path: Path, act: Callable[[str], None]) -> None:
     """Call ``act`` with an address for ``path`` that fits a Unix socket
     address, however deep ``path`` lies (Linux: via a directory fd)."""
     if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
@@ -66,6 +66,10 @@ def peer_uid(sock: socket.socket) -> int:
     return uid
 
 
+class FrameTooLong(ValueError):
+    """A peer sent more than a frame may hold without a newline."""
+
+
 class Connection:
     """One line-framed JSON connection."""
 
@@ -78,7 +82,7 @@ class Connection:
         """The next line without its newline, or ``None`` at end of stream."""
         while b"\n" not in self._buffer:
             if len(self._buffer) > _MAX_FRAME:
-                raise ValueError("frame too long")
+                raise FrameTooLong(f"a frame is longer than {_MAX_FRAME} bytes")
             chunk = self.sock.recv(4096)
             if not chunk:
                 return None
@@ -136,7 +140,7 @@ class ControlServer:
             pass
         old_umask = os.umask(0o177)
         try:
-            _with_socket_path(self.sock_path, listener.bind)
+            with_socket_path(self.sock_path, listener.bind)
         except OSError as exc:
             listener.close()
             raise HeraError(f"cannot bind the control socket {self.sock_path}: "
@@ -199,6 +203,9 @@ class ControlServer:
             while True:
                 try:
                     request = conn.read_json()
+                except FrameTooLong as exc:
+                    conn.send_json({"ok": False, "error": str(exc)})
+                    return  # its rest cannot be told from the next request
                 except ValueError as exc:
                     conn.send_json({"ok": False, "error": f"bad request: {exc}"})
                     continue
@@ -230,7 +237,7 @@ class ControlClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            _with_socket_path(Path(sock_path), sock.connect)
+            with_socket_path(Path(sock_path), sock.connect)
         except OSError as exc:
             sock.close()
             raise HeraError(f"cannot reach the agent's control socket: {exc.strerror or exc}") from None

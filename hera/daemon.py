@@ -62,6 +62,7 @@ def run_detached(start: Callable[[Ready], Any]) -> dict[str, Any]:
         start(lambda info: report({"ok": True, **info}))
     except HeraError as exc:
         report({"ok": False, "error": exc.message})
+        print(f"hera: error: {exc.message}", file=sys.stderr)  # the log, once detached
         code = exc.exit_code
     except BaseException as exc:  # noqa: BLE001 - the parent must hear of it
         report({"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})

@@ -87,7 +87,16 @@ class Loop:
                 self.prompt_at = None
                 self.want_prompt = True
             if self.checkpoint and time.monotonic() - session.last_save >= self.checkpoint:
-                session.save()
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Save while running; a failure is reported and retried at the next
+        interval (the final save rescues the state if it still fails)."""
+        try:
+            self.session.save()
+        except (HeraError, OSError) as exc:
+            self.session.last_save = time.monotonic()
+            self.console.warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")
 
     def _next_chunk(self) -> int:
         session = self.session
@@ -118,8 +127,9 @@ class Loop:
             self.stop_reason = self.stop_reason or name  # a second one starts no second save
         elif name == "SIGINT":
             self.set_state(STANDBY)
+            prompt = "Ctrl-Z opens the prompt, " if console.has_terminal else ""
             console.tell(f"standby at step {self.session.step_count} (SIGCONT resumes, "
-                         "SIGTSTP/Ctrl-Z opens the prompt, 'hera down' saves and stops)")
+                         f"{prompt}'hera down' saves and stops)")
         elif name == "SIGCONT":
             if self.session.state != RUNNING:
                 self.set_state(RUNNING)
@@ -154,7 +164,9 @@ class Loop:
 
     def _on_breakpoint(self, hit: Stop) -> None:
         self.set_state(PAUSED)
-        self.console.tell(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
+        failed = hit.breakpoint.error
+        self.console.tell(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}"
+                          + (f" (its condition failed: {failed})" if failed else ""))
         if self.console.has_terminal and (self.interactive or self.session.mode == "foreground"):
             self.want_prompt = True
 
@@ -183,7 +195,11 @@ class Loop:
     def _emit_output(self) -> None:
         if not self._sinks or self.session.step_count % self.output_every:
             return
-        line = self.session.read_output()
+        try:
+            line = self.session.read_output()
+        except HeraError as exc:
+            self.console.warn(f"no output line at step {self.session.step_count}: {exc.message}")
+            return
         with self._sinks_lock:
             sinks = list(self._sinks)
         for sink in sinks:
@@ -198,7 +214,10 @@ class Loop:
                 line = self._inputs.get_nowait()
             except queue.Empty:
                 return
-            self.session.feed(line)
+            try:
+                self.session.feed(line)
+            except HeraError as exc:  # the family refused it: say so, run on
+                self.console.warn(f"input line dropped: {exc.message}")
 
     def stream(self, conn: Connection) -> None:
         """Serve an ``io`` connection (on its control thread): lines in go to

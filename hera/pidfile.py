@@ -92,8 +92,11 @@ class PidLock:
         pid = os.getpid()
         payload = {"pid": pid, "started": process_start_time(pid), **info}
         data = json.dumps(payload).encode()
-        os.ftruncate(self._fd, 0)
+        # Write, then cut: a reader never sees an empty file (it may see the
+        # old record's tail after the new one; read_holder takes the first
+        # JSON value only).
         os.pwrite(self._fd, data, 0)
+        os.ftruncate(self._fd, len(data))
 
     def release(self) -> None:
         """Remove the pid-file and drop the lock."""
@@ -134,9 +137,11 @@ def read_holder(path: Path) -> Holder | None:
         raw = os.pread(fd, 4096, 0)
     finally:
         os.close(fd)
-    try:
-        record = json.loads(raw) if raw else {}
-    except ValueError:
+    try:  # the first JSON value: a record being rewritten may trail the old one's tail
+        record = json.JSONDecoder().raw_decode(raw.decode())[0] if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        record = {}
+    if not isinstance(record, dict):
         record = {}
     pid = record.pop("pid", None)
     started = record.pop("started", None)

@@ -148,6 +148,8 @@ class RemoteAgent:
 
     def breakpoint(self, at: int | None = None, every: int | None = None,
                    when: str | None = None) -> dict[str, Any]:
+        if when is not None and not isinstance(when, str):
+            raise HeraError("over the control channel a condition is an expression string")
         args = {k: v for k, v in (("at", at), ("every", every), ("when", when)) if v is not None}
         return self._ask("break", **args)["breakpoint"]
 

@@ -175,7 +175,9 @@ def _save_or_rescue(session: AgentSession, console: Console) -> Path:
             except OSError:
                 continue
             console.warn(f"could not save to the cache ({failure}); the agent's state is in "
-                         f"{folder / name}: 'hera install' it once the cache is writable")
+                         f"{folder / name}. Once the cache is writable: 'hera --uuid "
+                         f"{session.id} destroy --yes' (the older copy), then "
+                         f"'hera install {folder / name}'")
             raise HeraError(f"agent {session.id} was not saved to the cache; rescued to "
                             f"{folder / name}") from None
         raise

@@ -60,14 +60,18 @@ def entry_checksum(dtype: str, shape: list[int], encoding: str, data: str) -> st
 
 def encode_tensor(tensor: "torch.Tensor", compress: bool = True) -> dict[str, Any]:
     """Encode a tensor (any device) as an instance-file entry."""
-    import ctypes
+    import torch
 
     dtype = str(tensor.dtype).removeprefix("torch.")
     if dtype not in ITEMSIZE:
         raise InstanceFileError(f"cannot store tensors of dtype {dtype}")
     cpu = tensor.detach().to("cpu").contiguous()
     nbytes = cpu.numel() * cpu.element_size()
-    raw = ctypes.string_at(cpu.data_ptr(), nbytes) if nbytes else b""
+    # Through numpy: ctypes.string_at takes a C int size and fails past 2 GiB.
+    flat = cpu.reshape(-1)
+    if flat.numel() and flat.stride(0) != 1:  # a size-1 tensor may keep an odd stride
+        flat = torch.empty(flat.numel(), dtype=flat.dtype).copy_(flat)
+    raw = flat.view(torch.uint8).numpy().tobytes() if nbytes else b""
     if sys.byteorder != "little" and cpu.element_size() > 1:  # pragma: no cover
         raw = _byteswap(raw, cpu.element_size())
     encoding = "base64"

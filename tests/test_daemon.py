@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from hera.control import ControlClient
+from hera.control import ControlClient, with_socket_path
 from hera.instance import InstanceFile
 
 
@@ -45,7 +45,7 @@ def _raw(world, agent_id, first: bytes) -> bytes:
     """Send a first frame and whatever follows; return all the agent answers."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(10)
-    sock.connect(str(world.runtime / f"{agent_id}.sock"))
+    with_socket_path(world.runtime / f"{agent_id}.sock", sock.connect)
     sock.sendall(first + b'{"cmd":"down"}\n')
     answer = b""
     try:
@@ -184,7 +184,7 @@ def test_the_io_stream(world, daemon):
     token = (world.runtime / f"{agent_id}.token").read_text()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(20)
-    sock.connect(str(world.runtime / f"{agent_id}.sock"))
+    with_socket_path(world.runtime / f"{agent_id}.sock", sock.connect)
     stream = sock.makefile("rwb")
     stream.write(json.dumps({"hello": "hera", "token": token}).encode() + b"\n")
     stream.write(b'{"cmd":"io"}\n')
@@ -228,3 +228,36 @@ def test_a_control_socket_deeper_than_a_socket_address_allows(tmp_path):
     finally:
         server.close()
     assert not (deep / "agent.sock").exists()
+
+
+def test_bad_control_requests_never_hurt_the_agent(world, daemon):
+    agent_id, row, _ = daemon()
+    with _client(world, agent_id) as client:
+        for bad in ({"at": "5"}, {"every": 0}, {"when": "agent.(("}, {"at": True}):
+            with pytest.raises(Exception, match="breakpoint"):
+                client.request("break", **bad)
+        client.request("break", when="agent.no_such_thing > 1")
+        deadline = time.monotonic() + 20
+        while client.request("status")["status"]["state"] != "paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "AttributeError" in client.request("status")["status"]["last_breakpoint"]["error"]
+        client.request("clear")
+        client.request("continue")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    with_socket_path(world.runtime / f"{agent_id}.sock", sock.connect)
+    token = (world.runtime / f"{agent_id}.token").read_text()
+    sock.sendall(json.dumps({"hello": "hera", "token": token}).encode() + b"\n")
+    sock.sendall(b"x" * 70000)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    assert received.count(b"\n") == 2 and b"longer than" in received  # welcome, one error, closed
+    assert world.row(agent_id)["status"] == "running"
+    world.run("--uuid", agent_id, "down")
+    assert world.row(agent_id)["status"] == "down"

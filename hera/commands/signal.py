@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
             os.kill(holder.pid, getattr(signals, name))
         except ProcessLookupError:
             pass
+        except PermissionError:
+            from hera.errors import HeraError
+
+            raise HeraError(f"not allowed to signal agent {label} (pid {holder.pid})") from None
         print(f"sent {name} to {label}, pid {holder.pid}")
         return 0
     with ControlClient(store.run_dir / f"{target.id}.sock",
