@@ -148,6 +148,9 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.sock_path, 0o600)
+        if self.owner_uid != os.geteuid():  # root running another user's agent
+            for path in (self.sock_path, self.token_path):
+                os.chown(path, self.owner_uid, -1)
         listener.listen(16)
         self._listener = listener
         threading.Thread(target=self._accept, name="hera-control", daemon=True).start()

@@ -133,7 +133,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                         interactive=options.mode == "interactive", on_state=record)
             server = ControlServer(store.run_dir / f"{target.id}.sock",
                                    store.run_dir / f"{target.id}.token", target.id,
-                                   loop.handle_request, loop.stream)
+                                   loop.handle_request, loop.stream,
+                                   owner_uid=store.owner[0] if store.owner else None)
             server.start()
             record(session.state)
             tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} on "

@@ -57,8 +57,8 @@ class AgentStore:
         self.scope = scope or places.Scope("user")
         self.dir = places.agents_dir(self.scope)
         self.run_dir = places.scope_runtime_dir(self.scope)
-        # Root installing for another user hands that user what it creates.
-        self._owner = self.scope.owner() if os.geteuid() == 0 else None
+        #: ``(uid, gid)`` that root hands what it creates for another user.
+        self.owner = self.scope.owner() if os.geteuid() == 0 else None
 
     def __repr__(self) -> str:
         return f"AgentStore({self.scope.label}: {self.dir})"
@@ -112,7 +112,7 @@ class AgentStore:
     def lock(self, agent_id: str, op: str) -> PidLock:
         """Take the agent's pid-file lock for ``op`` or raise
         :class:`AgentRunningError`; temp files of a dead writer are removed."""
-        places.ensure_private_dir(self.run_dir, self._owner, must_own=self.scope.kind == "user")
+        places.ensure_private_dir(self.run_dir, self.owner, must_own=self.scope.kind == "user")
         lock = PidLock(self.pid_path(agent_id))
         if not lock.acquire():
             holder = read_holder(lock.path)
@@ -129,12 +129,12 @@ class AgentStore:
 
     def save(self, instance: InstanceFile) -> Path:
         """Write the agent's file atomically."""
-        places.ensure_private_dir(self.dir, self._owner)
+        places.ensure_private_dir(self.dir, self.owner)
         path = self.path(instance.id)
         try:
             instance.write(path)
-            if self._owner is not None:
-                os.chown(path, *self._owner)
+            if self.owner is not None:
+                os.chown(path, *self.owner)
         except PermissionError:
             raise HeraError(f"cannot write {path}: permission denied") from None
         except OSError as exc:

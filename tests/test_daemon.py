@@ -261,3 +261,21 @@ def test_bad_control_requests_never_hurt_the_agent(world, daemon):
     assert world.row(agent_id)["status"] == "running"
     world.run("--uuid", agent_id, "down")
     assert world.row(agent_id)["status"] == "down"
+
+
+def test_another_users_agent_run_by_root_is_theirs_to_control(world):
+    import pwd
+
+    agent_id, path = world.build()
+    world.run("install", "--user", "nobody", path.name)
+    world.run("--uuid", agent_id, "up", "--user", "nobody", "--daemon")
+    run_dir = world.root / "users" / "nobody" / "run"
+    expected = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
+    try:
+        for name in (f"{agent_id}.sock", f"{agent_id}.token"):
+            assert (run_dir / name).stat().st_uid == expected, name
+        [row] = world.agents("--user", "nobody")
+        assert row["status"] == "running"
+    finally:
+        world.run("--uuid", agent_id, "down", "--user", "nobody")
+    assert world.agents("--user", "nobody")[0]["status"] == "down"
