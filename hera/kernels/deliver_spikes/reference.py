@@ -1,0 +1,43 @@
+"""deliver_spikes and take_slot in plain PyTorch: the definitions the
+kernels must match."""
+
+from __future__ import annotations
+
+import torch
+
+
+def quantize(weights: torch.Tensor, scale: float) -> torch.Tensor:
+    """Weights in units of ``1 / scale``: ``floor(weights * scale + 0.5)`` as
+    int32 (round half up), each step in float32."""
+    return torch.floor(weights * scale + 0.5).to(torch.int32)
+
+
+def deliver_spikes(ring: torch.Tensor, t: int, sources: torch.Tensor, targets: torch.Tensor,
+                   weights: torch.Tensor, delays: torch.Tensor, scale: float) -> torch.Tensor:
+    """Add, for every spiking source row ``s`` and every slot ``k`` with
+    ``targets[s, k] >= 0``, ``quantize(weights[s, k])`` to
+    ``ring[(t + delay) % L, targets[s, k]]``, in place. Returns ``ring``."""
+    length = ring.shape[0]
+    rows = sources.long()
+    target = targets[rows]                                   # [M, K]
+    delay = delays[rows] if delays.dim() == 2 else delays.expand_as(target)
+    slot = (t % length + delay.long()) % length
+    amount = quantize(weights[rows], scale)
+    live = target >= 0
+    ring.index_put_((slot[live], target[live].long()), amount[live], accumulate=True)
+    return ring
+
+
+def take_slot(ring: torch.Tensor, t: int, scale: float,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """Slot ``t % L`` of ``ring`` as float32 current, ``ring * (1 / scale)``
+    (int to float32 rounds to nearest, then one float32 multiply); the slot is
+    zeroed. Writes into ``out`` when given; returns the current."""
+    slot = ring[t % ring.shape[0]]
+    current = slot.to(torch.float32) * (1.0 / scale)
+    if out is None:
+        out = current
+    else:
+        out.copy_(current)
+    slot.zero_()
+    return out
