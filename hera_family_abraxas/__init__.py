@@ -84,7 +84,9 @@ def hera_load(family: str, definition: dict[str, Any], tensors: dict, state: Any
     from hera_family_abraxas.model import Sheet
 
     sheet = Sheet(definition, tensors, state, device, seed)
-    return LoadedAgent(handle=sheet, device=str(sheet.device), backend="torch")
+    # Synaptic delivery and STDP are still dense torch ops in data format 1.
+    backend = "torch" if sheet.backend == "torch" else "triton+torch"
+    return LoadedAgent(handle=sheet, device=str(sheet.device), backend=backend)
 
 
 @hookimpl

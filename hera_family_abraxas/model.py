@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from hera.hooks.types import DynamicState, Snapshot
+from hera.kernels import check_backend, default_backend
 from hera_family_abraxas import layouts
 
 #: Names of the learned tensors and of the dynamic-state tensors.
@@ -59,10 +60,26 @@ class Sheet:
     """A live abraxas instance on one device."""
 
     def __init__(self, definition: dict[str, Any], tensors: dict[str, torch.Tensor],
-                 state: DynamicState | None, device: str, seed: int):
+                 state: DynamicState | None, device: str, seed: int,
+                 backend: str | None = None):
         layouts.check_definition(definition)
         d = self.definition = dict(definition)
         self.device = torch.device(device)
+        #: Who computes the neuron update and traces: hera.kernels' "triton"
+        #: (the default on CUDA) or "torch"; both give the same bits.
+        self.backend = backend or default_backend(self.device)
+        check_backend(self.backend, self.device)
+        # The step loop calls the chosen implementation directly: the sheet
+        # builds and checks its own tensors (_expect), so the public
+        # functions' per-call checks would only cost time every step.
+        if self.backend == "torch":
+            from hera.kernels.decay_accumulate import reference as traces
+            from hera.kernels.lif_wta_step import reference as neurons
+        else:
+            from hera.kernels.decay_accumulate import triton_kernel as traces
+            from hera.kernels.lif_wta_step import triton_kernel as neurons
+        self._decay_accumulate = traces.decay_accumulate
+        self._lif_wta_step = neurons.lif_wta_step
         self.inputs, self.neurons = d["inputs"], layouts.neuron_count(d)
         self.sources = self.inputs + self.neurons
         self.columns = d["width"] * d["height"] * d["depth"]
@@ -161,23 +178,11 @@ class Sheet:
         input_spikes = (torch.rand(self.inputs, generator=g, device=self.device)
                         < self.input_rates).float()
 
-        resting = self.refractory > 0
-        membrane = self.membrane * self.decay_m + current + noise
-        membrane = torch.where(resting, torch.zeros_like(membrane), membrane)
-        margin = membrane - (d["threshold"] + self.thresholds)
-        # Winner-take-all: in each layer of each column at most the neuron
-        # furthest over its threshold fires.
-        candidates = torch.where(margin >= 0, margin, torch.full_like(margin, -math.inf))
-        per_group = candidates.view(self.columns, d["cells"])
-        best = per_group.argmax(dim=1, keepdim=True)
-        winners = torch.zeros_like(per_group).scatter_(1, best, 1.0)
-        spikes = (winners * (per_group > -math.inf)).view(-1)
-
-        fired = spikes > 0
-        self.membrane = torch.where(fired, torch.zeros_like(membrane), membrane)
-        self.refractory = torch.where(fired, torch.full_like(self.refractory, d["refractory"]),
-                                      (self.refractory - 1).clamp(min=0))
-        self.thresholds = self.thresholds * self.decay_theta + d["theta_plus"] * spikes
+        # Leaky integrate-and-fire with winner-take-all: in each layer of each
+        # column at most the neuron furthest over its threshold fires.
+        spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
+                                    noise, self.decay_m, float(d["threshold"]), d["refractory"],
+                                    float(d["theta_plus"]), self.decay_theta, d["cells"], None)
 
         # STDP: a post spike potentiates by the pre trace; an arriving pre
         # spike depresses by the post trace. Only connected synapses change.
@@ -187,8 +192,8 @@ class Sheet:
                                    self.weights)
 
         emitted = torch.cat([input_spikes, spikes])
-        self.pre_trace = self.pre_trace * self.decay_trace + emitted
-        self.post_trace = self.post_trace * self.decay_trace + spikes
+        self._decay_accumulate(self.pre_trace, self.decay_trace, emitted)
+        self._decay_accumulate(self.post_trace, self.decay_trace, spikes)
         self.history[slot] = emitted
         self.output_counts += spikes[self.output_start:].long()
         self.t += 1
