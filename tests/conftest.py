@@ -54,11 +54,11 @@ class HeraWorld:
             raise AssertionError(f"python -c failed: {proc.stderr}")
         return proc
 
-    def popen(self, *args: str, stdin: int | None = None) -> subprocess.Popen:
+    def popen(self, *args: str, stdin: int | None = None, preexec_fn=None) -> subprocess.Popen:
         """Start ``python -m hera ARGS`` without waiting."""
         return subprocess.Popen([sys.executable, "-m", "hera", *args], cwd=self.workdir,
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=stdin, text=True)
+                                stdin=stdin, text=True, preexec_fn=preexec_fn)
 
     def row(self, agent_id: str) -> dict:
         """The agent's row of ``hera agents --json``."""

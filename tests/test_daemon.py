@@ -210,6 +210,10 @@ def test_agents_shows_live_status(world, daemon):
     while world.row(agent_id)["status"] != "standby":
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    world.run("--uuid", agent_id, "signal", "CONT")
+    while world.row(agent_id)["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     world.run("--uuid", agent_id, "down")
 
 

@@ -4,6 +4,7 @@ job-control signals must never hang the agent."""
 
 from __future__ import annotations
 
+import resource
 import signal
 import subprocess
 import time
@@ -15,12 +16,18 @@ def _steps(world, agent_id: str) -> int:
     return world.row(agent_id)["steps"]
 
 
-def _up(world, *extra: str, stdin=None):
+def _allow_small_cores() -> None:
+    # A truncated core (1 MiB) proves the dump without writing the whole process.
+    resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
+
+
+def _up(world, *extra: str, stdin=None, core_limit=False):
     """Build, run 20 steps (so a saved state exists), then start a
     continuous up; return the id, its cached file and the process."""
     agent_id, path = world.build()
     world.run("up", path.name, "--steps", "20")
-    proc = world.popen("--uuid", agent_id, "up", *extra, stdin=stdin)
+    proc = world.popen("--uuid", agent_id, "up", *extra, stdin=stdin,
+                       preexec_fn=_allow_small_cores if core_limit else None)
     world.wait_for(agent_id, "running", proc)
     return agent_id, world.agents_dir / f"{agent_id}.json", proc
 
@@ -60,10 +67,26 @@ def test_sigterm_saves_and_a_second_one_does_not_save_twice(world):
     assert InstanceFile.read(cached).steps > 20
 
 
+def _core_files(world) -> list:
+    return sorted(p.name for p in world.workdir.iterdir() if p.name.startswith("core"))
+
+
+def _cores_land_in_the_working_dir() -> bool:
+    """Whether this kernel writes plain core files into the process's
+    working directory (not to a crash handler such as systemd-coredump)."""
+    try:
+        with open("/proc/sys/kernel/core_pattern") as pattern:
+            return pattern.read().strip().startswith("core")
+    except OSError:
+        return False
+
+
 def test_sigquit_saves_then_dumps_core(world):
-    agent_id, cached, proc = _up(world)
+    agent_id, cached, proc = _up(world, core_limit=True)
     time.sleep(0.2)
     assert _finish(proc, signal.SIGQUIT) == -signal.SIGQUIT
+    if _cores_land_in_the_working_dir():
+        assert _core_files(world), "SIGQUIT must leave a core dump when the core limit allows"
     saved = InstanceFile.read(cached)
     assert saved.steps > 20 and saved.meta["incarnation"] == 2
     assert not (world.runtime / f"{agent_id}.pid").exists()
@@ -71,10 +94,12 @@ def test_sigquit_saves_then_dumps_core(world):
 
 
 def test_sigabrt_dumps_core_without_saving(world):
-    agent_id, cached, proc = _up(world, "--checkpoint", "0")
+    agent_id, cached, proc = _up(world, "--checkpoint", "0", core_limit=True)
     before = cached.read_bytes()
     time.sleep(0.2)
     assert _finish(proc, signal.SIGABRT) == -signal.SIGABRT
+    if _cores_land_in_the_working_dir():
+        assert _core_files(world)
     assert cached.read_bytes() == before
     assert world.row(agent_id)["status"] == "down"
 
