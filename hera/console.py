@@ -27,8 +27,8 @@ class Console:
         """Whether a person can be prompted here (a terminal on stdin and stdout)."""
         if self.detached:
             return False
-        try:
-            return os.isatty(0) and os.isatty(1)
+        try:  # ...and this process in the terminal's foreground, not in the background
+            return os.isatty(0) and os.isatty(1) and os.tcgetpgrp(0) == os.getpgrp()
         except OSError:
             return False
 
@@ -48,6 +48,7 @@ class Console:
             print(f"hera: {text}", file=sys.stderr, flush=True)
         except OSError:
             self.detach()
+            print(f"hera: {text}", file=sys.stderr, flush=True)
 
     def write_output(self, line: str) -> None:
         """One of the agent's output lines, on stdout (piped with SIGTTOU)."""

@@ -128,6 +128,8 @@ class ControlServer:
         self._token = ""
         self._listener: socket.socket | None = None
         self._closed = threading.Event()
+        self._open: set[Connection] = set()
+        self._open_lock = threading.Lock()
 
     def start(self) -> None:
         """Write a fresh token, bind the socket (0600) and start accepting."""
@@ -147,12 +149,12 @@ class ControlServer:
                             f"{exc.strerror or exc}") from None
         finally:
             os.umask(old_umask)
+        self._listener = listener  # from here on, close() closes it
         os.chmod(self.sock_path, 0o600)
         if self.owner_uid != os.geteuid():  # root running another user's agent
             for path in (self.sock_path, self.token_path):
                 os.chown(path, self.owner_uid, -1)
         listener.listen(16)
-        self._listener = listener
         threading.Thread(target=self._accept, name="hera-control", daemon=True).start()
 
     def close(self) -> None:
@@ -164,6 +166,12 @@ class ControlServer:
             except OSError:
                 pass
             self._listener.close()
+        with self._open_lock:
+            for conn in list(self._open):  # their threads end with the agent
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         for path in (self.sock_path, self.token_path):
             try:
                 path.unlink()
@@ -196,6 +204,8 @@ class ControlServer:
 
     def _serve(self, sock: socket.socket) -> None:
         conn = Connection(sock)
+        with self._open_lock:
+            self._open.add(conn)
         try:
             try:
                 if not self._authenticate(conn):
@@ -226,13 +236,15 @@ class ControlServer:
         except OSError:
             return
         finally:
+            with self._open_lock:
+                self._open.discard(conn)
             conn.close()
 
 
 class ControlClient:
     """Talks to a running agent over its control channel."""
 
-    def __init__(self, sock_path: Path, token_path: Path, timeout: float = 30.0):
+    def __init__(self, sock_path: Path, token_path: Path, timeout: float = 40.0):
         try:
             token = Path(token_path).read_text().strip()
         except OSError as exc:
@@ -261,6 +273,7 @@ class ControlClient:
             self.conn.send_json({"cmd": cmd, **args})
             reply = self.conn.read_json()
         except socket.timeout:
+            self.close()  # a late answer must not be read as the next one's
             raise HeraError(f"the agent did not answer {cmd!r} in time") from None
         except (OSError, ValueError) as exc:
             raise HeraError(f"lost the agent's control channel: {exc}") from None

@@ -36,9 +36,10 @@ def run_detached(start: Callable[[Ready], Any]) -> dict[str, Any]:
         os.close(read_end)
         os.waitpid(pid, 0)
         data = b"".join(chunks)
-        if not data:
+        try:
+            return json.loads(data)
+        except ValueError:
             return {"ok": False, "error": "the agent died while starting (see its log)"}
-        return json.loads(data)
 
     # The child: a new session, then a grandchild that is no session leader.
     os.close(read_end)
@@ -62,7 +63,8 @@ def run_detached(start: Callable[[Ready], Any]) -> dict[str, Any]:
         start(lambda info: report({"ok": True, **info}))
     except HeraError as exc:
         report({"ok": False, "error": exc.message})
-        print(f"hera: error: {exc.message}", file=sys.stderr)  # the log, once detached
+        if not sys.stderr.isatty():  # the log; a terminal's user hears it from the parent
+            print(f"hera: error: {exc.message}", file=sys.stderr)
         code = exc.exit_code
     except BaseException as exc:  # noqa: BLE001 - the parent must hear of it
         report({"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})

@@ -18,11 +18,13 @@ from hera.console import Console
 from hera.control import Connection
 from hera.errors import HeraError
 from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop
-from hera.signals import SignalInbox
+from hera.signals import ENDING, SignalInbox, parse_name
 
 # How long a control request waits for the loop (which may sit at a prompt).
 _REQUEST_TIMEOUT_S = 30.0
 _IDLE_POLL_S = 0.02
+# Output lines held for a slow io client before newer ones are dropped.
+_STREAM_BACKLOG = 1000
 
 
 class Loop:
@@ -38,7 +40,7 @@ class Loop:
     def __init__(self, session: AgentSession, inbox: SignalInbox, console: Console, *,
                  steps: int | None = None, chunk: int | None = None, checkpoint: float = 0.0,
                  output_every: int = 100, prompt_after: int | None = None,
-                 interactive: bool = False, on_state: Callable[[str], None] | None = None):
+                 on_state: Callable[[str], None] | None = None):
         self.session = session
         self.inbox = inbox
         self.console = console
@@ -47,10 +49,9 @@ class Loop:
         self.checkpoint = checkpoint
         self.output_every = output_every
         self.prompt_at = None if prompt_after is None else session.step_count + prompt_after
-        self.interactive = interactive
         self.on_state = on_state or (lambda state: None)
         self.stop_reason: str | None = None
-        self.want_prompt = interactive and prompt_after is None
+        self.want_prompt = session.mode == "interactive" and prompt_after is None
         self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue]] = queue.Queue()
         self._inputs: queue.Queue[str] = queue.Queue()
         self._sinks: list[Callable[[str], None]] = []
@@ -89,6 +90,27 @@ class Loop:
             if self.checkpoint and time.monotonic() - session.last_save >= self.checkpoint:
                 self._checkpoint()
 
+    def step(self, n: int | None, interrupted: Callable[[], bool] = lambda: False) -> Stop | None:
+        """Take ``n`` steps (``None``: until stopped) for the prompt or the
+        control channel, in chunks: output is emitted as in the loop, and a
+        breakpoint, a signal that ends the agent or ``interrupted()`` stops
+        it between chunks (a step is never cut)."""
+        session = self.session
+        goal = None if n is None else session.step_count + n
+        while goal is None or session.step_count < goal:
+            if self.stop_reason or self.inbox.ending() or interrupted():
+                return None
+            chunk = self.fixed_chunk or session.chunk
+            if goal is not None:
+                chunk = min(chunk, goal - session.step_count)
+            if self._sinks:
+                chunk = min(chunk, self.output_every - session.step_count % self.output_every)
+            hit = session.advance(chunk, adapt=self.fixed_chunk is None)
+            self._emit_output()
+            if hit is not None:
+                return hit
+        return None
+
     def _checkpoint(self) -> None:
         """Save while running; a failure is reported and retried at the next
         interval (the final save rescues the state if it still fails)."""
@@ -109,6 +131,12 @@ class Loop:
             n = min(n, self.output_every - session.step_count % self.output_every)
         return max(1, n)
 
+    @property
+    def can_prompt(self) -> bool:
+        """Whether a prompt can open here: a terminal in the foreground, and
+        stdin not already piped into the agent (SIGTTIN)."""
+        return self.console.has_terminal and not self._stdin_piped
+
     def set_state(self, state: str) -> None:
         if state != self.session.state:
             self.session.state = state
@@ -123,22 +151,22 @@ class Loop:
     def act_on(self, name: str) -> None:
         """Do what signal ``name`` means (the seed's table, hera.signals)."""
         console = self.console
-        if name in ("SIGTERM", "SIGQUIT", "SIGABRT"):
+        if name in ENDING:
             self.stop_reason = self.stop_reason or name  # a second one starts no second save
         elif name == "SIGINT":
             self.set_state(STANDBY)
-            prompt = "Ctrl-Z opens the prompt, " if console.has_terminal else ""
+            prompt = "Ctrl-Z opens the prompt, " if self.can_prompt else ""
             console.tell(f"standby at step {self.session.step_count} (SIGCONT resumes, "
                          f"{prompt}'hera down' saves and stops)")
         elif name == "SIGCONT":
             if self.session.state != RUNNING:
                 self.set_state(RUNNING)
                 console.tell(f"running from step {self.session.step_count}")
-        elif name == "SIGTSTP" and not console.has_terminal:
+        elif name == "SIGTSTP" and not self.can_prompt:
             console.tell("SIGTSTP ignored: no terminal to stop at (use SIGSTOP or SIGINT)")
         elif name in ("SIGTSTP", "SIGSTOP"):
             self.set_state(PAUSED)
-            if console.has_terminal:
+            if self.can_prompt:
                 self.want_prompt = True
             else:  # 'hera signal SIGSTOP' attaches its own terminal over the control channel
                 console.tell(f"paused at step {self.session.step_count} ({name})")
@@ -167,7 +195,7 @@ class Loop:
         failed = hit.breakpoint.error
         self.console.tell(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}"
                           + (f" (its condition failed: {failed})" if failed else ""))
-        if self.console.has_terminal and (self.interactive or self.session.mode == "foreground"):
+        if self.can_prompt:
             self.want_prompt = True
 
     def prompt(self) -> None:
@@ -222,7 +250,23 @@ class Loop:
     def stream(self, conn: Connection) -> None:
         """Serve an ``io`` connection (on its control thread): lines in go to
         the input area, output lines go out."""
-        sink = conn.send_line
+        outbox: queue.Queue[str | None] = queue.Queue(maxsize=_STREAM_BACKLOG)
+
+        def sink(line: str) -> None:  # on the loop thread: never blocks
+            try:
+                outbox.put_nowait(line)
+            except queue.Full:
+                pass  # a client that does not read loses lines, not the agent's time
+
+        def send() -> None:
+            while (line := outbox.get()) is not None:
+                try:
+                    conn.send_line(line)
+                except OSError:
+                    return
+
+        writer = threading.Thread(target=send, name="hera-io-out", daemon=True)
+        writer.start()
         self.add_sink(sink)
         try:
             while (line := conn.read_line()) is not None:
@@ -231,6 +275,10 @@ class Loop:
             pass
         finally:
             self.remove_sink(sink)
+            try:
+                outbox.put_nowait(None)
+            except queue.Full:
+                pass  # the writer is stuck on a dead socket; closing it ends the thread
 
     # -- control requests ----------------------------------------------------------------
 
@@ -239,18 +287,22 @@ class Loop:
         if request.get("cmd") == "status":
             return {"ok": True, "status": self.session.status()}
         reply: queue.Queue = queue.Queue(maxsize=1)
-        self._requests.put((request, reply))
+        abandoned = threading.Event()
+        self._requests.put((request, reply, abandoned))
         try:
             return reply.get(timeout=_REQUEST_TIMEOUT_S)
         except queue.Empty:
+            abandoned.set()  # not to be carried out later, when nobody waits for it
             return {"ok": False, "error": "the agent is busy (at its prompt?); try again"}
 
     def _serve_requests(self) -> None:
         while True:
             try:
-                request, reply = self._requests.get_nowait()
+                request, reply, abandoned = self._requests.get_nowait()
             except queue.Empty:
                 return
+            if abandoned.is_set():
+                continue
             try:
                 answer = {"ok": True, **self.execute(request)}
             except HeraError as exc:
@@ -261,8 +313,6 @@ class Loop:
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out one control command on the loop's thread."""
-        from hera.signals import parse_name
-
         cmd = request.get("cmd")
         session = self.session
         if cmd == "pause":
@@ -274,8 +324,7 @@ class Loop:
             if type(n) is not int or n < 1:
                 raise HeraError("step takes a whole number of steps >= 1")
             self.set_state(PAUSED)
-            hit = session.advance(n, adapt=False)
-            self._emit_output()
+            hit = self.step(n)
             return {"step": session.step_count,
                     "breakpoint": None if hit is None else hit.breakpoint.describe()}
         elif cmd == "break":

@@ -160,17 +160,18 @@ def install(plugins: Plugins, store: AgentStore, file: Path) -> InstanceFile:
             raise HeraError(
                 f"agent {instance.id} ({instance.callsign}) is already installed for {store.scope.label}"
             )
-        add_install_record(instance, store)
-        store.save(instance)
+        install_unlocked(instance, store)
     finally:
         lock.release()
     return instance
 
 
-def add_install_record(instance: InstanceFile, store: AgentStore) -> None:
-    """The extra initialisation of an install: when, by whom, for whom."""
+def install_unlocked(instance: InstanceFile, store: AgentStore) -> None:
+    """Put ``instance`` into ``store`` with the extra initialisation of an
+    install (when, by whom, for whom); the caller holds the agent's lock."""
     instance.meta["installed"] = {"at": now_iso(), "by": places.current_user(),
                                   "scope": store.scope.label}
+    store.save(instance)
 
 
 def uninstall(target: Target, destination: Path, force: bool = False) -> Path:

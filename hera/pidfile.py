@@ -56,6 +56,7 @@ class PidLock:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._fd: int | None = None
+        self._started: float | None = None
 
     @property
     def held(self) -> bool:
@@ -90,7 +91,9 @@ class PidLock:
         """Write this process's pid, start time and ``info`` into the file."""
         assert self._fd is not None, "record() needs the lock"
         pid = os.getpid()
-        payload = {"pid": pid, "started": process_start_time(pid), **info}
+        if self._started is None:  # looked up once: record() runs at every state change
+            self._started = process_start_time(pid)
+        payload = {**info, "pid": pid, "started": self._started}
         data = json.dumps(payload).encode()
         # Write, then cut: a reader never sees an empty file (it may see the
         # old record's tail after the new one; read_holder takes the first
@@ -147,14 +150,3 @@ def read_holder(path: Path) -> Holder | None:
     started = record.pop("started", None)
     return Holder(pid if isinstance(pid, int) else None,
                   started if isinstance(started, (int, float)) else None, record)
-
-
-def remove_if_stale(path: Path) -> bool:
-    """Remove a pid-file nobody holds; ``True`` if one was removed."""
-    lock = PidLock(path)
-    if not path.exists():
-        return False
-    if lock.acquire():
-        lock.release()
-        return True
-    return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import code
 import signal
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from hera.errors import HeraError
@@ -54,24 +55,21 @@ class LocalAgent:
         print(HELP)
 
     def step(self, n: int = 1) -> int:
-        hit = self.session.advance(n, adapt=False)
-        if hit is not None:
-            print(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
-        return self.session.step_count
+        return self.run(n)
 
     def run(self, n: int | None = None) -> int:
-        left = n
+        """Run ``n`` steps (``None``: until a breakpoint or Ctrl-C). Ctrl-C
+        and signals that end the agent stop it between chunks, never inside
+        the family's step."""
+        interrupted: list[bool] = []
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
         try:
-            while left is None or left > 0:
-                chunk = self.session.chunk if left is None else min(self.session.chunk, left)
-                before = self.session.step_count
-                hit = self.session.advance(chunk)
-                if left is not None:
-                    left -= self.session.step_count - before
-                if hit is not None:
-                    print(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
-                    break
-        except KeyboardInterrupt:
+            hit = self._loop.step(n, interrupted=lambda: bool(interrupted))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if hit is not None:
+            print(f"breakpoint {hit.breakpoint.id} hit at step {hit.step}")
+        elif interrupted:
             print(f"interrupted at step {self.session.step_count}")
         return self.session.step_count
 
@@ -137,14 +135,22 @@ class RemoteAgent:
         self._ask("continue")
         return self.status()["step"]
 
-    def run_until(self, condition: str, limit: int | None = None) -> int:
+    def run_until(self, condition: str) -> int:
+        """Let the agent run until ``condition`` (an expression over
+        ``agent``) holds, or Ctrl-C; it pauses there."""
         if not isinstance(condition, str):
             raise HeraError("over the control channel a condition is an expression string")
         bp = self._ask("break", when=condition)["breakpoint"]
         try:
-            return self.step(limit or 1_000_000)
+            self._ask("continue")
+            while (status := self.status())["state"] == "running":
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            self._ask("pause")
+            status = self.status()
         finally:
             self._ask("clear", id=bp["id"])
+        return status["step"]
 
     def breakpoint(self, at: int | None = None, every: int | None = None,
                    when: str | None = None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from hera.errors import HeraError
 from hera.hooks.types import ResourceReport
 from hera.instance import InstanceFile
 from hera.loop import Loop
-from hera.manager import Target, add_install_record, check_family, now_iso
+from hera.manager import Target, check_family, install_unlocked, now_iso
 from hera.output import human_bytes, human_count
 from hera.plugins import Plugins
 from hera.session import AgentSession
@@ -99,17 +99,18 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
         lock = store.lock(target.id, op="starting")  # creates the runtime dir
         server = None
         try:
-            console = Console(store.run_dir / f"{target.id}.log", silent=options.silent,
+            console = Console(store.log_path(target.id), silent=options.silent,
                               detached=options.mode == "daemon")
             tell = say or console.tell
             device = devices.choose_device(options.device)  # before installing anything
             installed = store.has(target.id)  # checked again under the lock: no race
+            if not installed and target.file is None:
+                raise HeraError(f"agent {target.id} is no longer installed")
             instance = store.load(target.id) if installed else InstanceFile.read(target.file)
             check_family(plugins, instance)
             check_fits(resource_report(plugins, instance, device), device)  # before installing
             if not installed:
-                add_install_record(instance, store)
-                store.save(instance)
+                install_unlocked(instance, store)
                 tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
             lock.record(op="starting", device=device, mode=options.mode)
             loaded = plugins.hook.hera_load(
@@ -129,10 +130,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
 
             loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
-                        prompt_after=options.prompt_after,
-                        interactive=options.mode == "interactive", on_state=record)
-            server = ControlServer(store.run_dir / f"{target.id}.sock",
-                                   store.run_dir / f"{target.id}.token", target.id,
+                        prompt_after=options.prompt_after, on_state=record)
+            server = ControlServer(store.socket_path(target.id), store.token_path(target.id), target.id,
                                    loop.handle_request, loop.stream,
                                    owner_uid=store.owner[0] if store.owner else None)
             server.start()
@@ -145,7 +144,11 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 ready({"id": instance.id, "callsign": instance.callsign, "pid": os.getpid(),
                        "device": session.device, "backend": session.backend,
                        "socket": str(server.sock_path), "log": str(console.log_path)})
-            reason = loop.run()
+            try:
+                reason = loop.run()
+            except Exception as exc:
+                _rescue_failed_run(session, console, exc)
+                raise
             if reason != "SIGABRT":
                 path = _save_or_rescue(session, console)
                 tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
@@ -165,23 +168,47 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
 def _save_or_rescue(session: AgentSession, console: Console) -> Path:
     """The final save; if the store cannot be written (disk full, permissions),
     the state goes to a rescue file rather than being lost with the process."""
+    session.capture()
     try:
-        return session.save()
+        return session.write()
     except (HeraError, OSError) as exc:
         failure = exc.message if isinstance(exc, HeraError) else str(exc)
-        name = f"{session.id}.rescue.json"
-        for folder in (Path.cwd(), session.store.run_dir, Path.home()):
-            try:
-                session.instance.write(folder / name)  # set_tensors ran before the failure
-            except OSError:
-                continue
-            console.warn(f"could not save to the cache ({failure}); the agent's state is in "
-                         f"{folder / name}. Once the cache is writable: 'hera --uuid "
-                         f"{session.id} destroy --yes' (the older copy), then "
-                         f"'hera install {folder / name}'")
-            raise HeraError(f"agent {session.id} was not saved to the cache; rescued to "
-                            f"{folder / name}") from None
-        raise
+        rescued = _write_rescue(session)
+        if rescued is None:
+            raise
+        console.warn(f"could not save to the cache ({failure}); the agent's state is in "
+                     f"{rescued}. Once the cache is writable: 'hera --uuid {session.id} "
+                     f"destroy --yes' (the older copy), then 'hera install {rescued}'")
+        raise HeraError(f"agent {session.id} was not saved to the cache; rescued to "
+                        f"{rescued}") from None
+
+
+def _rescue_failed_run(session: AgentSession, console: Console, failure: BaseException) -> None:
+    """The run itself failed (a family's step, say): keep its state in a rescue
+    file, but not over the cache copy, since the failure may have left it
+    half-stepped."""
+    try:
+        session.capture()
+    except Exception:  # noqa: BLE001 - the family cannot even give its state
+        return
+    rescued = _write_rescue(session)
+    if rescued is not None:
+        console.warn(f"the run failed at step {session.step_count} ({type(failure).__name__}: "
+                     f"{failure}); the cache keeps the last save, and the state at the failure "
+                     f"is in {rescued}")
+
+
+def _write_rescue(session: AgentSession) -> Path | None:
+    """Write the captured state to ``<id>.rescue.json`` in the first writable
+    place of: the working directory, the runtime dir, home."""
+    name = f"{session.id}.rescue.json"
+    for folder in (Path.cwd(), session.store.run_dir, Path.home()):
+        try:
+            session.instance.write(folder / name)
+        except OSError:
+            continue
+        return folder / name
+    return None
 
 
 def _core_dump(signum: int) -> None:

@@ -166,13 +166,22 @@ class AgentSession:
 
     # -- saving ----------------------------------------------------------------------
 
-    def save(self) -> Path:
-        """Write the complete state to the agent's file in the store, atomically."""
+    def capture(self) -> InstanceFile:
+        """Take the complete state off the device into :attr:`instance`."""
         snapshot = self._serialize(family=self.family, agent=self.handle)
         self.instance.definition = dict(snapshot.definition)
         self.instance.set_tensors(snapshot.tensors, snapshot.state)
         self.instance.meta["steps"] = self.step_count
         self.instance.meta["saved"] = now_iso()
+        return self.instance
+
+    def write(self) -> Path:
+        """Write the captured state to the agent's file in the store, atomically."""
         path = self.store.save(self.instance)
         self.last_save = time.monotonic()
         return path
+
+    def save(self) -> Path:
+        """Capture and write: a checkpoint, or the save at down."""
+        self.capture()
+        return self.write()

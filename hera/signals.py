@@ -85,9 +85,11 @@ class SignalInbox:
 
     def discard(self, *names: str) -> None:
         """Forget pending signals called ``names``."""
-        kept = [name for name in self.pending if name not in names]
-        self.pending.clear()
-        self.pending.extend(kept)
+        # Rotate in place: a handler may append while this runs.
+        for _ in range(len(self.pending)):
+            name = self.pending.popleft()
+            if name not in names:
+                self.pending.append(name)
 
     def ending(self) -> bool:
         """Whether a signal that ends the agent is pending."""

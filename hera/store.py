@@ -73,6 +73,18 @@ class AgentStore:
         """The agent's pid-file, named by its id."""
         return self.run_dir / f"{agent_id}.pid"
 
+    def socket_path(self, agent_id: str) -> Path:
+        """The running agent's control socket."""
+        return self.run_dir / f"{agent_id}.sock"
+
+    def token_path(self, agent_id: str) -> Path:
+        """The running agent's control token (0600)."""
+        return self.run_dir / f"{agent_id}.token"
+
+    def log_path(self, agent_id: str) -> Path:
+        """Where a detached agent's output goes."""
+        return self.run_dir / f"{agent_id}.log"
+
     def has(self, agent_id: str) -> bool:
         return self.path(agent_id).is_file()
 
@@ -121,8 +133,12 @@ class AgentStore:
             if doing in UP_OPS:
                 raise AgentRunningError(f"agent {agent_id} is running{pid}; down it first")
             raise AgentRunningError(f"agent {agent_id} is busy: {doing}{pid}")
-        lock.record(op=op)
-        atomic.remove_leftovers(self.path(agent_id))
+        try:
+            lock.record(op=op)
+            atomic.remove_leftovers(self.path(agent_id))
+        except BaseException:
+            lock.release()
+            raise
         return lock
 
     # -- writing (callers hold the agent's lock) -----------------------------

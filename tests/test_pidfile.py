@@ -16,7 +16,7 @@ import pytest
 
 import hera
 from hera import pidfile
-from hera.pidfile import Holder, PidLock, process_start_time, read_holder, remove_if_stale
+from hera.pidfile import Holder, PidLock, process_start_time, read_holder
 
 REPO = Path(hera.__file__).resolve().parents[1]
 
@@ -206,21 +206,6 @@ def test_sigkilled_holder_leaves_a_stale_file(tmp_path, spawn):
     holder = read_holder(path)
     assert (holder.pid, holder.info, holder.verified) == (os.getpid(), {"op": "down"}, True)
     lock.release()
-
-
-def test_remove_if_stale(tmp_path, spawn):
-    path = tmp_path / "agent.pid"
-    assert not remove_if_stale(path)
-    proc = spawn(path)
-    assert not remove_if_stale(path)
-    assert path.exists()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert remove_if_stale(path)
-    assert not path.exists()
-
-
-# -- start times -------------------------------------------------------------------------
 
 
 def test_holder_with_matching_start_time_is_verified():

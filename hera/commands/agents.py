@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         scopes = places.all_user_scopes() + [places.Scope("system")]
     else:
         scopes = [places.Scope.of(args.system, args.user)]
-    rows = [live(agent_row(entry)) for scope in scopes for entry in AgentStore(scope).entries()]
+    rows = [live(agent_row(entry), store) for scope in scopes
+            for store in [AgentStore(scope)] for entry in store.entries()]
     if args.json:
         print_json(rows)
         return 0
@@ -47,19 +48,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def live(row: dict) -> dict:
+def live(row: dict, store) -> dict:
     """Ask an up agent for its current step and state over its control
     channel; keep what the files say if it does not answer at once."""
     if not row["control"]:
         return row
-    from pathlib import Path
-
     from hera.control import ControlClient
     from hera.errors import HeraError
 
-    sock = Path(row["control"])
     try:
-        with ControlClient(sock, sock.with_suffix(".token"), timeout=1.0) as client:
+        with ControlClient(store.socket_path(row["id"]), store.token_path(row["id"]),
+                           timeout=1.0) as client:
             status = client.request("status")["status"]
     except HeraError:
         return row
@@ -88,5 +87,6 @@ def agent_row(entry) -> dict:
         "backend": info.get("backend"),
         "mode": info.get("mode") if entry.is_up else None,
         "control": info.get("socket") if entry.is_up else None,
+        "breakpoints": None,  # filled in by live() for an up agent that answers
         "path": str(entry.header.path),
     }

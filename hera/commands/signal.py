@@ -63,11 +63,9 @@ def run(args: argparse.Namespace) -> int:
             raise HeraError(f"not allowed to signal agent {label} (pid {holder.pid})") from None
         print(f"sent {name} to {label}, pid {holder.pid}")
         return 0
-    with ControlClient(store.run_dir / f"{target.id}.sock",
-                       store.run_dir / f"{target.id}.token") as client:
-        client.request("signal", name="SIGSTOP")
-        attach = not args.no_attach and sys.stdin.isatty() and \
-            client.request("status")["status"]["mode"] == "daemon"
+    with ControlClient(store.socket_path(target.id), store.token_path(target.id)) as client:
+        status = client.request("signal", name="SIGSTOP")["status"]
+        attach = not args.no_attach and sys.stdin.isatty() and status["mode"] == "daemon"
         if not attach:
             print(f"stopped the inner loop of {label}")
             return 0
