@@ -70,9 +70,9 @@ def hera_grow(family: str, definition: dict[str, Any], tensors: dict, state: Any
               changes: dict[str, Any]):
     if family != NAME:
         return None
-    from hera.errors import DefinitionError
+    from hera_family_abraxas.grow import grow
 
-    raise DefinitionError("abraxas cannot grow agents in this version")
+    return grow(definition, tensors, state, changes)
 
 
 @hookimpl

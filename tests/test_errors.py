@@ -79,7 +79,7 @@ CASES = [
     ("missing device", ["--uuid", "{id}", "up", "--device", "cuda:3", "--steps", "1"], 1, ["cuda:3", "not found"]),
     ("unknown device", ["--uuid", "{id}", "up", "--device", "tpu", "--steps", "1"], 1, ["unknown device"]),
     ("nothing running", ["down"], 1, ["no agent is running"]),
-    ("grow refused", ["--uuid", "{id}", "grow", "width=1"], 1, ["abraxas", "grow"]),
+    ("shrink refused", ["--uuid", "{id}", "grow", "width=1"], 1, ["cannot shrink width from 3 to 1"]),
     ("unwritable directory", ["build", "afile/x.json"], 1, ["cannot write"]),
     ("unknown command", ["biuld"], 2, ["did you mean", "build"]),
     ("zero steps", ["--uuid", "{id}", "up", "--steps", "0"], 2, ["at least 1"]),
