@@ -127,6 +127,9 @@ def memory_by_class(d: dict[str, Any]) -> dict[str, int]:
         "weights": dense * 4,                         # float32 [sources, neurons]
         "connectivity": dense * 1 + dense * 8,        # bool mask + int64 delay slots
         "delay buffers": axon * sources * 4,          # spikes in flight, float32
-        "neuron state": neurons * (4 * 6 + 8) + sources * 4 + d["inputs"] * 4,
+        # membrane, refractory, thresholds, post trace (4 B each); output
+        # counts (int64) of the last layer; pre traces; input rates
+        "neuron state": neurons * 16 + d["width"] * d["height"] * d["cells"] * 8
+        + sources * 4 + d["inputs"] * 4,
         "step temporaries": dense * (4 * 3 + 8),      # arrivals, products, STDP terms, gather index
     }

@@ -147,3 +147,18 @@ def test_the_triton_backend_gives_the_same_bits(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})
     assert proc.stdout.strip() == "same", proc.stderr
+
+
+@settings(max_examples=15, deadline=None)
+@given(geometries)
+def test_simulate_is_within_ten_percent_of_what_a_sheet_holds(overrides):
+    """The resource report's lasting classes (everything but the step's
+    temporaries) against the bytes of every tensor a live sheet keeps."""
+    d = layouts.definition_for("example", overrides)
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", 1)
+    sheet.run(2)
+    held = sum(t.numel() * t.element_size() for t in vars(sheet).values()
+               if isinstance(t, torch.Tensor))
+    estimate = layouts.memory_by_class(d)
+    lasting = sum(v for k, v in estimate.items() if k != "step temporaries")
+    assert abs(lasting - held) <= 0.1 * held, (lasting, held)
