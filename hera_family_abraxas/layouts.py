@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "a_plus": 0.01,
     "a_minus": 0.008,
     "w_max": 1.0,
+    "w_budget": 4.0,      # synaptic scaling: a neuron's incoming weights sum to at most this (0: off)
     "theta_plus": 0.05,   # threshold rise per spike (homeostasis)
     "tau_theta": 1000.0,
 }

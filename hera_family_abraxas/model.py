@@ -188,8 +188,16 @@ class Sheet:
         # spike depresses by the post trace. Only connected synapses change.
         change = d["a_plus"] * self.pre_trace[:, None] * spikes[None, :] \
             - d["a_minus"] * arriving * self.post_trace[None, :]
-        self.weights = torch.where(self.mask, (self.weights + change).clamp(0.0, d["w_max"]),
-                                   self.weights)
+        weights = torch.where(self.mask, (self.weights + change).clamp(0.0, d["w_max"]),
+                              self.weights)
+        if d["w_budget"] > 0:
+            # Synaptic scaling: what one input gains, the neuron's others lose,
+            # so learning sharpens selectivity instead of saturating every synapse.
+            total = weights.sum(0, keepdim=True)
+            weights = torch.where(total > d["w_budget"],
+                                  weights * (d["w_budget"] / total.clamp(min=d["w_budget"])),
+                                  weights)
+        self.weights = weights
 
         emitted = torch.cat([input_spikes, spikes])
         self._decay_accumulate(self.pre_trace, self.decay_trace, emitted)

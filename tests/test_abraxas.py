@@ -162,3 +162,46 @@ def test_simulate_is_within_ten_percent_of_what_a_sheet_holds(overrides):
     estimate = layouts.memory_by_class(d)
     lasting = sum(v for k, v in estimate.items() if k != "step temporaries")
     assert abs(lasting - held) <= 0.1 * held, (lasting, held)
+
+
+def _response(sheet: Sheet, line: str, steps: int = 50) -> int:
+    """Output-area spikes while ``line`` drives the input area."""
+    sheet.set_input(codec.line_to_values(line))
+    sheet.take_output()
+    sheet.run(steps)
+    return sum(sheet.take_output())
+
+
+def test_output_learns_to_answer_a_repeated_pattern_more_than_others():
+    """From zero weights: a pattern repeated among random patterns of the same
+    density ends with the output area answering it more than them; the same
+    sheet without plasticity answers both alike (the noise alone drives it)."""
+    import random
+
+    pattern = "1 1 1 1 0 0 0 0 1 1 0 0 0 0 1 1"
+    rng = random.Random(3)
+
+    def another() -> str:
+        bits = [1] * 8 + [0] * 8
+        rng.shuffle(bits)
+        return " ".join(map(str, bits))
+
+    def compare(sheet: Sheet) -> tuple[int, int]:
+        return (sum(_response(sheet, pattern) for _ in range(10)),
+                sum(_response(sheet, another()) for _ in range(10)))
+
+    frozen = _sheet(seed=3, a_plus=0.0, a_minus=0.0)
+    for _ in range(30):
+        _response(frozen, pattern)
+        _response(frozen, another())
+    frozen_pattern, frozen_other = compare(frozen)
+    assert not frozen.weights.any()
+    assert 0.7 < frozen_pattern / frozen_other < 1.4
+
+    sheet = _sheet(seed=3)
+    for _ in range(30):
+        _response(sheet, pattern)
+        _response(sheet, another())
+    assert sheet.weights.any()
+    after_pattern, after_other = compare(sheet)
+    assert after_pattern > 1.5 * after_other, (after_pattern, after_other)
