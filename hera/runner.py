@@ -131,8 +131,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
                         prompt_after=options.prompt_after, on_state=record)
-            server = ControlServer(store.socket_path(target.id), store.token_path(target.id), target.id,
-                                   loop.handle_request, loop.stream,
+            server = ControlServer(store.socket_path(target.id), store.token_path(target.id),
+                                   target.id, loop.handle_request, loop.stream,
                                    owner_uid=store.owner[0] if store.owner else None)
             server.start()
             record(session.state)
