@@ -80,7 +80,10 @@ class Loop:
             if session.state != RUNNING:
                 time.sleep(_IDLE_POLL_S)
                 continue
-            hit = session.advance(self._next_chunk(), adapt=self.fixed_chunk is None)
+            bounds = [b for b in (self.prompt_at, None if self.steps is None
+                                  else session.start_steps + self.steps) if b is not None]
+            hit = session.advance(self._next_chunk(min(bounds, default=None)),
+                                  adapt=self.fixed_chunk is None)
             self._emit_output()
             if hit is not None:
                 self._on_breakpoint(hit)
@@ -100,12 +103,7 @@ class Loop:
         while goal is None or session.step_count < goal:
             if self.stop_reason or self.inbox.ending() or interrupted():
                 return None
-            chunk = self.fixed_chunk or session.chunk
-            if goal is not None:
-                chunk = min(chunk, goal - session.step_count)
-            if self._sinks:
-                chunk = min(chunk, self.output_every - session.step_count % self.output_every)
-            hit = session.advance(chunk, adapt=self.fixed_chunk is None)
+            hit = session.advance(self._next_chunk(goal), adapt=self.fixed_chunk is None)
             self._emit_output()
             if hit is not None:
                 return hit
@@ -120,13 +118,13 @@ class Loop:
             self.session.last_save = time.monotonic()
             self.console.warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")
 
-    def _next_chunk(self) -> int:
+    def _next_chunk(self, goal: int | None) -> int:
+        """Steps for the next family call: the adaptive (or fixed) chunk, cut
+        at step ``goal`` and, while output is piped, at the next output line."""
         session = self.session
         n = self.fixed_chunk or session.chunk
-        if self.steps is not None:
-            n = min(n, self.steps - session.done)
-        if self.prompt_at is not None:
-            n = min(n, max(1, self.prompt_at - session.step_count))
+        if goal is not None:
+            n = min(n, goal - session.step_count)
         if self._sinks:
             n = min(n, self.output_every - session.step_count % self.output_every)
         return max(1, n)

@@ -66,11 +66,12 @@ def resource_report(plugins: Plugins, instance: InstanceFile, device: str) -> Re
                                       device=device)
 
 
-def check_fits(report: ResourceReport | None, device: str) -> None:
-    """Refuse, before anything is loaded, an agent the device cannot hold."""
+def check_fits(report: ResourceReport | None, device: str, capacity: int | None = None) -> None:
+    """Refuse, before anything is loaded, an agent the device cannot hold
+    (``capacity``: the device's bytes, when already known)."""
     if report is None:
         return
-    capacity = devices.device_memory(device)
+    capacity = devices.device_memory(device) if capacity is None else capacity
     if report.total > capacity:
         biggest = max(report.tensors.items(), key=lambda kv: kv[1])
         raise HeraError(

@@ -95,7 +95,7 @@ def simulate(plugins, target, device_name: str | None) -> int:
     from hera.manager import check_family
     from hera.output import human_bytes, print_table
 
-    instance = InstanceFile.read(target.store.path(target.id) if target.installed else target.file)
+    instance = target.store.load(target.id) if target.installed else InstanceFile.read(target.file)
     check_family(plugins, instance)
     device = devices.choose_device(device_name)
     report = runner.resource_report(plugins, instance, device)
@@ -109,5 +109,5 @@ def simulate(plugins, target, device_name: str | None) -> int:
     print_table(["TENSORS", "SIZE", "BYTES"], rows)
     print(f"{device} has {human_bytes(capacity)}; "
           + ("it fits." if report.total <= capacity else "it does NOT fit."))
-    runner.check_fits(report, device)
+    runner.check_fits(report, device, capacity)
     return 0
