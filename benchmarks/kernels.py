@@ -3,9 +3,11 @@
 On a CPU only the torch backend is timed (Triton's interpreter is a test
 tool, not a backend). On a CUDA device both backends are timed. Each size is
 a sheet of ``N`` neurons in groups of ``--group`` with ``K`` synapse slots per
-neuron and a fraction ``--rate`` of the neurons spiking per step; the dense
-row is what abraxas computes today for its delivery, ``(weights *
-arriving).sum(0)`` over a ``[N, N]`` matrix, for comparison.
+neuron and a fraction ``--rate`` of the neurons spiking per step (the STDP ops
+learn at each of those spikes, with a budget that scales about half the
+neurons that fire); the dense row is what abraxas computes today for its
+delivery, ``(weights * arriving).sum(0)`` over a ``[N, N]`` matrix, for
+comparison.
 
     python benchmarks/kernels.py [--device cuda] [--sizes 2304 65536] [--rate 0.02]
 """
@@ -23,6 +25,7 @@ from hera.kernels import triton_usable
 from hera.kernels.decay_accumulate import decay_accumulate
 from hera.kernels.deliver_spikes import deliver_spikes, take_slot
 from hera.kernels.lif_wta_step import lif_wta_step
+from hera.kernels.stdp import depress_rows, potentiate_incoming
 
 
 def per_call(fn, device: torch.device, repeat: int) -> float:
@@ -41,6 +44,21 @@ def per_call(fn, device: torch.device, repeat: int) -> float:
     return statistics.median(samples)
 
 
+def incoming_table(targets: torch.Tensor, neurons: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transpose of a synapse table whose slots are all live: for each
+    neuron the flat positions of the synapses onto it and their source rows,
+    padded with -1 (``hera.kernels.stdp``'s ``incoming_weight`` and
+    ``incoming_source``)."""
+    flat = targets.reshape(-1).long()
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=neurons)
+    column = torch.arange(flat.numel()) - (torch.cumsum(counts, 0) - counts)[flat[order]]
+    weight = torch.full((neurons, int(counts.max())), -1, dtype=torch.int32)
+    weight[flat[order], column] = order.to(torch.int32)
+    source = torch.where(weight >= 0, weight // targets.shape[1], -1).to(torch.int32)
+    return weight, source
+
+
 def bench_size(neurons: int, slots: int, length: int, group: int, rate: float,
                backends: list[str], device: torch.device, repeat: int) -> list[tuple]:
     g = torch.Generator().manual_seed(0)
@@ -53,8 +71,10 @@ def bench_size(neurons: int, slots: int, length: int, group: int, rate: float,
     state = [torch.randn(neurons, generator=g), torch.zeros(neurons, dtype=torch.int32),
              torch.zeros(neurons), torch.randn(neurons, generator=g),
              torch.randn(neurons, generator=g) * 0.3]
+    incoming = incoming_table(targets, neurons)
     (targets, weights, delays, sources, trace, events) = (
         x.to(device) for x in (targets, weights, delays, sources, trace, events.float()))
+    incoming = [x.to(device) for x in incoming]
     state = [x.to(device) for x in state]
     ring = torch.zeros(length, neurons, dtype=torch.int32, device=device)
     out = torch.empty(neurons, device=device)
@@ -70,6 +90,12 @@ def bench_size(neurons: int, slots: int, length: int, group: int, rate: float,
                                                  refractory_steps=2, theta_plus=0.05,
                                                  theta_decay=0.999, group_size=group,
                                                  out=out, backend=backend),
+            "depress_rows": lambda: depress_rows(weights, targets, sources, trace, 1e-4, 1.0,
+                                                 backend=backend),
+            # in-degree about K, weights about 0.25: a budget of K / 4 splits them
+            "potentiate_incoming": lambda: potentiate_incoming(
+                weights, trace, sources, *incoming, 1e-4, 1.0, slots / 4, 65536.0,
+                backend=backend),
         }
         for name, fn in ops.items():
             rows.append((name, neurons, slots, backend, per_call(fn, device, repeat)))

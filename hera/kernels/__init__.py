@@ -22,15 +22,25 @@ Ops (all update their state tensors in place):
 ``lif_wta_step(membrane, refractory, threshold_adapt, current, noise, ...)``
     One step of leaky integrate-and-fire neurons with adaptive thresholds and
     winner-take-all inside consecutive groups; returns the spikes.
+``depress_rows(weights, targets, sources, post_trace, a_minus, w_max)``
+    STDP at a pre-synaptic event: the synapses of every source that spiked
+    lose ``a_minus`` times their target's postsynaptic trace.
+``potentiate_incoming(weights, pre_trace, neurons, incoming_weight, ...)``
+    STDP at a post-synaptic event: the synapses onto every neuron that
+    spiked gain ``a_plus`` times their source's presynaptic trace, then are
+    scaled down to a budget measured in fixed point (synaptic scaling).
 
 A step of a family reads ``take_slot`` → ``lif_wta_step`` → ``deliver_spikes``
-of the neurons that fired → ``decay_accumulate`` of the traces.
+of the neurons that fired → ``decay_accumulate`` of the traces; a learning
+step adds ``depress_rows`` and ``potentiate_incoming`` of the neurons that
+fired.
 
 Both backends give bit-identical results on the same inputs: the kernels do
 the reference's float32 operations in the reference's order and are launched
-with ``enable_fp_fusion=False`` (no fused multiply-add), and spike delivery is
-integer arithmetic. The tests compare them in Triton's interpreter
-(``TRITON_INTERPRET=1``) on the CPU, and on the GPU where there is one.
+with ``enable_fp_fusion=False`` (no fused multiply-add), and spike delivery
+and the scaling total are integer arithmetic. The tests compare them in
+Triton's interpreter (``TRITON_INTERPRET=1``) on the CPU, and on the GPU
+where there is one.
 
 Importing this package imports neither torch nor triton (``hera --help``
 must stay fast); an op's package imports torch, and its Triton launcher is

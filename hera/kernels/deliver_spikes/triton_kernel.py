@@ -31,6 +31,20 @@ def synapse_block(k: int) -> int:
     return max(32, min(256, triton.next_power_of_2(max(k, 1))))
 
 
+@triton.jit
+def spiking_row_slots(sources_ptr, targets_ptr, k_slots, BLOCK_K: tl.constexpr):
+    """This program's block of slots of its spiking source row (grid axis 0
+    picks the row in ``sources``, axis 1 the block): ``(k, synapse, target,
+    live)``, the slot numbers, their flat positions in the ``[S, K]``
+    tables, their targets (-1 past the row) and which hold a synapse."""
+    row = tl.load(sources_ptr + tl.program_id(0)).to(tl.int64)
+    k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    in_row = k < k_slots
+    synapse = row * k_slots + k
+    target = tl.load(targets_ptr + synapse, mask=in_row, other=-1)
+    return k, synapse, target, in_row & (target >= 0)
+
+
 @triton.jit(do_not_specialize=["t_slot"])
 def _deliver_spikes_kernel(
     ring_ptr,         # int32 [L, N], contiguous: ring[slot, neuron] at slot * N + neuron
@@ -46,12 +60,7 @@ def _deliver_spikes_kernel(
     DELAYS_PER_ROW: tl.constexpr,  # delays is [S, K] (True) or one delay per slot [K]
     BLOCK_K: tl.constexpr,         # synapse slots per program (synapse_block)
 ):
-    row = tl.load(sources_ptr + tl.program_id(0)).to(tl.int64)
-    k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    in_row = k < k_slots
-    synapse = row * k_slots + k
-    target = tl.load(targets_ptr + synapse, mask=in_row, other=-1)
-    live = in_row & (target >= 0)
+    k, synapse, target, live = spiking_row_slots(sources_ptr, targets_ptr, k_slots, BLOCK_K)
     weight = tl.load(weights_ptr + synapse, mask=live, other=0.0)
     if DELAYS_PER_ROW:
         delay = tl.load(delays_ptr + synapse, mask=live, other=0)
