@@ -23,8 +23,11 @@ def deliver_spikes(ring: torch.Tensor, t: int, sources: torch.Tensor, targets: t
     delay = delays[rows] if delays.dim() == 2 else delays.expand_as(target)
     slot = (t % length + delay.long()) % length
     amount = quantize(weights[rows], scale)
+    # An empty slot adds 0 to column 0: integer adds make that a no-op, and
+    # it spares a boolean selection (three gathers through nonzero).
     live = target >= 0
-    ring.index_put_((slot[live], target[live].long()), amount[live], accumulate=True)
+    ring.index_put_((slot, target.clamp(min=0).long()), torch.where(live, amount, 0),
+                    accumulate=True)
     return ring
 
 
