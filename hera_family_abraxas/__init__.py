@@ -17,9 +17,9 @@ from typing import Any
 from hera.hooks import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
 
 NAME = "abraxas"
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 #: Version of the tensor layout inside instance files (see docs/abraxas.md).
-DATA_FORMAT = 1
+DATA_FORMAT = 2
 
 
 @hookimpl
@@ -61,7 +61,9 @@ def hera_simulate(family: str, definition: dict[str, Any], device: str) -> Resou
     from hera_family_abraxas import layouts
 
     layouts.check_definition(definition)
-    classes = layouts.memory_by_class(definition)
+    # On CUDA the Triton kernels work in place; the torch reference gathers.
+    backend = "triton" if device.startswith("cuda") else "torch"
+    classes = layouts.memory_by_class(definition, backend)
     return ResourceReport(device=device, tensors=classes, dominant="width x height x depth x cells")
 
 
@@ -84,9 +86,7 @@ def hera_load(family: str, definition: dict[str, Any], tensors: dict, state: Any
     from hera_family_abraxas.model import Sheet
 
     sheet = Sheet(definition, tensors, state, device, seed)
-    # Synaptic delivery and STDP are still dense torch ops in data format 1.
-    backend = "torch" if sheet.backend == "torch" else "triton+torch"
-    return LoadedAgent(handle=sheet, device=str(sheet.device), backend=backend)
+    return LoadedAgent(handle=sheet, device=str(sheet.device), backend=sheet.backend)
 
 
 @hookimpl

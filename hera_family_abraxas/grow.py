@@ -3,10 +3,13 @@
 Every old neuron keeps its (layer, y, x, cell) coordinates in the larger
 grid, every input channel its number; weights, thresholds and dynamic state
 move with them, and everything new starts at zero (input rates of new
-channels at the idle rate, as in a built agent). Spikes in flight keep their
-arrival times: the delay ring is re-laid by absolute step. Growing the
+channels at the idle rate, as in a built agent). A synapse is identified by
+its source neuron and its slot's (projection, offset, target cell), so its
+weight moves to the same synapse in the grown tables. Spikes in flight keep
+their arrival times: the delay ring is re-laid by absolute step. Growing the
 dendrite only opens new synapses (at zero weight); growing the axon
-lengthens the delays of the farthest synapses. Nothing may shrink.
+lengthens the delays of the farthest synapses for spikes emitted from now
+on. Nothing may shrink.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 
 from hera.errors import DefinitionError
 from hera.hooks.types import DynamicState, Snapshot
-from hera_family_abraxas import layouts
+from hera_family_abraxas import connectivity, layouts
 
 
 def grown_definition(definition: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +57,14 @@ def source_map(old: dict[str, Any], new: dict[str, Any]) -> torch.Tensor:
     return torch.cat([torch.arange(old["inputs"]), new["inputs"] + neuron_map(old, new)])
 
 
+def slot_map(old: dict[str, Any], new: dict[str, Any]) -> torch.Tensor:
+    """For each old outgoing slot, the slot of the same projection, offset
+    and target cell in the grown rows."""
+    s = connectivity.slots(old)
+    r, span = new["dendrite"], 2 * new["dendrite"] + 1
+    return ((s.projection * span + s.dy + r) * span + s.dx + r) * new["cells"] + s.cell
+
+
 def grow(definition: dict[str, Any], tensors: dict[str, torch.Tensor],
          state: DynamicState | None, changes: dict[str, Any]) -> Snapshot:
     """The grown agent (see the module docstring)."""
@@ -68,17 +79,24 @@ def grow(definition: dict[str, Any], tensors: dict[str, torch.Tensor],
         out[index] = tensor
         return out
 
-    weights = torch.zeros(s_new, n_new, dtype=tensors["weights"].dtype)
-    weights[sources[:, None], neurons[None, :]] = tensors["weights"]
-    learned = {"weights": weights, "thresholds": place(tensors["thresholds"], neurons, n_new)}
+    weights = torch.zeros(n_new, layouts.slots_per_row(new), dtype=tensors["weights"].dtype)
+    weights[neurons[:, None], slot_map(old, new)[None, :]] = tensors["weights"]
+    # The first layer keeps its numbering at the start of the grown sheet.
+    first_old = layouts.first_layer_size(old)
+    input_weights = torch.zeros(new["inputs"], layouts.first_layer_size(new),
+                                dtype=tensors["input_weights"].dtype)
+    input_weights[:old["inputs"], neurons[:first_old]] = tensors["input_weights"]
+    learned = {"input_weights": input_weights, "weights": weights,
+               "thresholds": place(tensors["thresholds"], neurons, n_new)}
     if state is None:
         return Snapshot(new, learned, None)
 
     t = state.values["t"]
-    old_ring, new_axon = state.tensors["history"], new["axon"]
-    history = torch.zeros(new_axon, s_new, dtype=old_ring.dtype)
-    for delay in range(1, old["axon"] + 1):  # the spikes of step t - delay keep arriving on time
-        history[(t - delay) % new_axon, sources] = old_ring[(t - delay) % old["axon"]]
+    old_ring = state.tensors["ring"]
+    length_old, length_new = old["axon"] + 1, new["axon"] + 1
+    ring = torch.zeros(length_new, n_new, dtype=old_ring.dtype)
+    for ahead in range(length_old):  # the current due at step t + ahead stays due then
+        ring[(t + ahead) % length_new, neurons] = old_ring[(t + ahead) % length_old]
     rates = place(state.tensors["input_rates"], torch.arange(old["inputs"]), new["inputs"],
                   fill=float(new["input_rate"]))
     out_old = (old["depth"] - 1) * old["width"] * old["height"] * old["cells"]
@@ -91,7 +109,7 @@ def grow(definition: dict[str, Any], tensors: dict[str, torch.Tensor],
         "refractory": place(state.tensors["refractory"], neurons, n_new),
         "pre_trace": place(state.tensors["pre_trace"], sources, s_new),
         "post_trace": place(state.tensors["post_trace"], neurons, n_new),
-        "history": history,
+        "ring": ring,
         "input_rates": rates,
         "output_counts": counts,
         "rng": state.tensors["rng"].clone(),

@@ -49,7 +49,20 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "small": ("an 8x8 sheet of three-layer columns",
               {"width": 8, "height": 8, "depth": 3, "cells": 12, "inputs": 64, "dendrite": 1,
                "axon": 4}),
+    "coba": ("Vogels-Abbott COBA benchmark size",
+             {"width": 20, "height": 20, "depth": 1, "cells": 10, "inputs": 8, "dendrite": 1,
+              "axon": 4}),
+    "microcircuit": ("cortical microcircuit benchmark size (a GPU's)",
+                     {"width": 18, "height": 18, "depth": 4, "cells": 60, "inputs": 256,
+                      "dendrite": 3, "axon": 8}),
+    "large": ("fills a 64-80 GB GPU",
+              {"width": 40, "height": 40, "depth": 4, "cells": 64, "inputs": 1024,
+               "dendrite": 3, "axon": 8}),
 }
+
+#: Rows the torch backend gives one call of an event op: bounds the
+#: temporaries of a step in which many sources spike at once.
+ROWS_AT_ONCE = 256
 
 
 def definition_for(layout: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -105,32 +118,59 @@ def _columns_within(d: dict[str, Any]) -> int:
 
 def synapse_count(d: dict[str, Any]) -> int:
     """Synapses that can carry weight: input → first layer, layer → next
-    layer and lateral within a layer, each within dendrite reach."""
+    layer and lateral within a layer (no self-synapses), each within
+    dendrite reach."""
     cells, depth = d["cells"], d["depth"]
     columns = d["width"] * d["height"]
     feed_in = d["inputs"] * columns * cells
     pairs = _columns_within(d)  # ordered column pairs within reach
     forward = (depth - 1) * pairs * cells * cells
-    lateral = depth * (pairs * cells * cells - columns * cells)  # no self-synapses
+    lateral = depth * (pairs * cells * cells - columns * cells)
     return feed_in + forward + lateral
 
 
+def slots_per_row(d: dict[str, Any]) -> int:
+    """``K``: outgoing slots of a neuron (lateral and forward, every offset
+    within dendrite reach, every cell); see ``connectivity``."""
+    return 2 * (2 * d["dendrite"] + 1) ** 2 * d["cells"]
+
+
+def first_layer_size(d: dict[str, Any]) -> int:
+    """Neurons of the first layer: what every input channel reaches."""
+    return d["width"] * d["height"] * d["cells"]
+
+
+def output_size(d: dict[str, Any]) -> int:
+    """Neurons of the last layer, the output area."""
+    return d["width"] * d["height"] * d["cells"]
+
+
 def source_count(d: dict[str, Any]) -> int:
-    """Rows of the weight matrix: input channels, then neurons."""
+    """Sources of spikes: input channels, then neurons (the pre traces)."""
     return d["inputs"] + neuron_count(d)
 
 
-def memory_by_class(d: dict[str, Any]) -> dict[str, int]:
-    """Bytes an upped instance allocates, by tensor class (see ``model``)."""
-    sources, neurons, axon = source_count(d), neuron_count(d), d["axon"]
-    dense = sources * neurons
+def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]:
+    """Bytes an upped instance allocates, by tensor class (see ``model``
+    and ``connectivity``): every lasting tensor exactly, and a bound on the
+    temporaries of one step, which only the torch backend's event ops need
+    (``backend`` is ``"torch"`` or ``"triton"``)."""
+    neurons, inputs, k = neuron_count(d), d["inputs"], slots_per_row(d)
+    first, sources, j = first_layer_size(d), source_count(d), d["inputs"] + k
+    input_slots = inputs * first
+    index_bytes = 8 if input_slots + neurons * k >= 2 ** 31 else 4
+    # At most one spike per (column, layer) group, plus every input channel,
+    # taken ROWS_AT_ONCE at a time.
+    rows = min(ROWS_AT_ONCE, d["width"] * d["height"] * d["depth"] + inputs)
+    gathers = rows * max(j, first) * 48 if backend == "torch" else 0
     return {
-        "weights": dense * 4,                         # float32 [sources, neurons]
-        "connectivity": dense * 1 + dense * 8,        # bool mask + int64 delay slots
-        "delay buffers": axon * sources * 4,          # spikes in flight, float32
-        # membrane, refractory, thresholds, post trace (4 B each); output
-        # counts (int64) of the last layer; pre traces; input rates
-        "neuron state": neurons * 16 + d["width"] * d["height"] * d["cells"] * 8
-        + sources * 4 + d["inputs"] * 4,
-        "step temporaries": dense * (4 * 3 + 8),      # arrivals, products, STDP terms, gather index
+        "weights": (input_slots + neurons * k) * 4,                      # float32
+        "synapse tables": (input_slots + neurons * k) * 4                # int32 targets
+        + neurons * j * (index_bytes + 4) + (k + first) * 4,              # incoming; delays
+        "delay buffers": (d["axon"] + 1) * neurons * 4,                  # int32 ring
+        # membrane, refractory, thresholds, post trace, current (4 B each);
+        # output counts (int64); pre traces; input rates
+        "neuron state": neurons * 20 + output_size(d) * 8 + sources * 4 + inputs * 4,
+        # noise and spikes per neuron; gathers of the spiking rows and columns
+        "step temporaries": neurons * 16 + gathers,
     }

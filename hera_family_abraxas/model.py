@@ -1,14 +1,15 @@
 """The abraxas sheet in PyTorch: leaky integrate-and-fire neurons in a grid
-of columns, delayed spike delivery, winner-take-all inside each layer of a
-column, and always-on STDP with homeostasis.
+of columns, delayed event-driven spike delivery, winner-take-all inside each
+layer of a column, and always-on STDP with homeostasis.
 
 Neurons are numbered ``((layer * height + y) * width + x) * cells + cell``.
-Synapses are a dense ``[sources, neurons]`` matrix (sources are the input
-channels, then the neurons) masked to what the geometry connects; each
-synapse's conduction delay is ``1 + min(axon - 1, distance)`` steps, where
-distance is the Chebyshev distance between the two columns. Spikes in flight
-are a ring buffer ``history[axon, sources]``: the spikes of step ``t - d``
-sit in slot ``(t - d) % axon``.
+Synapses are rows over fixed geometric offsets (``connectivity``): weights
+``[neurons, K]`` and ``input_weights [inputs, first layer]``, views of one
+flat buffer so that a neuron's incoming synapses are positions in it.
+Spikes in flight are the input current they will bring: an int32
+fixed-point ring ``[axon + 1, neurons]`` (``hera.kernels.deliver_spikes``).
+All work on synapses is done per spike: delivery and depression per
+emitting row, potentiation and synaptic scaling per firing neuron.
 """
 
 from __future__ import annotations
@@ -20,40 +21,25 @@ import torch
 
 from hera.hooks.types import DynamicState, Snapshot
 from hera.kernels import check_backend, default_backend
-from hera_family_abraxas import layouts
+from hera.kernels.deliver_spikes import DEFAULT_SCALE
+from hera_family_abraxas import connectivity, layouts
 
 #: Names of the learned tensors and of the dynamic-state tensors.
-LEARNED = ("weights", "thresholds")
-STATE = ("membrane", "refractory", "pre_trace", "post_trace", "history", "input_rates",
+LEARNED = ("input_weights", "weights", "thresholds")
+STATE = ("membrane", "refractory", "pre_trace", "post_trace", "ring", "input_rates",
          "output_counts", "rng")
+
+#: Fixed-point units per unit of weight in the delay ring and the scaling sums.
+SCALE = DEFAULT_SCALE
 
 
 def zero_parameters(d: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The learned parameters of a freshly built instance: all zero."""
     return {
-        "weights": torch.zeros(layouts.source_count(d), layouts.neuron_count(d)),
+        "input_weights": torch.zeros(d["inputs"], layouts.first_layer_size(d)),
+        "weights": torch.zeros(layouts.neuron_count(d), layouts.slots_per_row(d)),
         "thresholds": torch.zeros(layouts.neuron_count(d)),
     }
-
-
-def geometry(d: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The connectivity mask ``[sources, neurons]`` and each synapse's delay."""
-    w, h, depth, cells, inputs = d["width"], d["height"], d["depth"], d["cells"], d["inputs"]
-    neurons = layouts.neuron_count(d)
-    index = torch.arange(neurons)
-    layer = index // (h * w * cells)
-    y = (index // (w * cells)) % h
-    x = (index // cells) % w
-    distance = torch.maximum((x[:, None] - x[None, :]).abs(), (y[:, None] - y[None, :]).abs())
-    within = distance <= d["dendrite"]
-    forward = layer[None, :] == layer[:, None] + 1
-    lateral = (layer[None, :] == layer[:, None]) & ~torch.eye(neurons, dtype=torch.bool)
-    recurrent = within & (forward | lateral)
-    feed_in = (layer == 0)[None, :].expand(inputs, neurons)
-    mask = torch.cat([feed_in, recurrent], dim=0)
-    delay = torch.cat([torch.ones(inputs, neurons, dtype=torch.long),
-                       1 + distance.clamp(max=d["axon"] - 1)], dim=0)
-    return mask, delay
 
 
 class Sheet:
@@ -74,30 +60,43 @@ class Sheet:
         # functions' per-call checks would only cost time every step.
         if self.backend == "torch":
             from hera.kernels.decay_accumulate import reference as traces
+            from hera.kernels.deliver_spikes import reference as delivery
             from hera.kernels.lif_wta_step import reference as neurons
+            from hera.kernels.stdp import reference as stdp
         else:
             from hera.kernels.decay_accumulate import triton_kernel as traces
+            from hera.kernels.deliver_spikes import triton_kernel as delivery
             from hera.kernels.lif_wta_step import triton_kernel as neurons
+            from hera.kernels.stdp import triton_kernel as stdp
         self._decay_accumulate = traces.decay_accumulate
         self._lif_wta_step = neurons.lif_wta_step
+        self._take_slot, self._deliver = delivery.take_slot, delivery.deliver_spikes
+        self._potentiate, self._depress = stdp.potentiate_incoming, stdp.depress_rows
         self.inputs, self.neurons = d["inputs"], layouts.neuron_count(d)
         self.sources = self.inputs + self.neurons
-        self.columns = d["width"] * d["height"] * d["depth"]
         self.axon = d["axon"]
-        self.output_start = (d["depth"] - 1) * d["width"] * d["height"] * d["cells"]
-        _expect(tensors, "weights", (self.sources, self.neurons), torch.float32)
+        self.output_start = self.neurons - layouts.output_size(d)
+        first, k = layouts.first_layer_size(d), layouts.slots_per_row(d)
+        _expect(tensors, "input_weights", (self.inputs, first), torch.float32)
+        _expect(tensors, "weights", (self.neurons, k), torch.float32)
         _expect(tensors, "thresholds", (self.neurons,), torch.float32)
 
-        mask, delay = geometry(d)
         dev = self.device
-        self.mask = mask.to(dev)
-        # Flat index of (slot of delay 0, source) in history; the step adds t.
-        source = torch.arange(self.sources)[:, None]
-        self._gather_base = ((-delay) * self.sources + source).to(dev)
-        self._history_size = self.axon * self.sources
-
-        self.weights = tensors["weights"].to(dev, copy=True)
+        self.targets = connectivity.targets(d, dev)
+        self.delays = connectivity.slots(d, dev).delay
+        self.input_targets = connectivity.input_targets(d, dev)
+        self.input_delays = torch.ones(first, dtype=torch.int32, device=dev)
+        self.incoming_weight, self.incoming_source = connectivity.incoming(d, dev)
+        # One buffer holds both weight tables, so that the incoming tables can
+        # name any synapse by a single position.
+        split = self.inputs * first
+        self.weight_buffer = torch.empty(split + self.neurons * k, device=dev)
+        self.input_weights = self.weight_buffer[:split].view(self.inputs, first)
+        self.weights = self.weight_buffer[split:].view(self.neurons, k)
+        self.input_weights.copy_(tensors["input_weights"])
+        self.weights.copy_(tensors["weights"])
         self.thresholds = tensors["thresholds"].to(dev, copy=True)
+        self.current = torch.zeros(self.neurons, device=dev)
         self.decay_m = math.exp(-1.0 / d["tau_membrane"])
         self.decay_trace = math.exp(-1.0 / d["tau_trace"])
         self.decay_theta = math.exp(-1.0 / d["tau_theta"])
@@ -110,7 +109,7 @@ class Sheet:
             self.refractory = torch.zeros(self.neurons, dtype=torch.int32, device=dev)
             self.pre_trace = torch.zeros(self.sources, device=dev)
             self.post_trace = torch.zeros(self.neurons, device=dev)
-            self.history = torch.zeros(self.axon, self.sources, device=dev)
+            self.ring = torch.zeros(self.axon + 1, self.neurons, dtype=torch.int32, device=dev)
             self.input_rates = torch.full((self.inputs,), float(d["input_rate"]), device=dev)
             self.output_counts = torch.zeros(self.neurons - self.output_start, dtype=torch.int64,
                                              device=dev)
@@ -125,7 +124,7 @@ class Sheet:
             "refractory": ((self.neurons,), torch.int32),
             "pre_trace": ((self.sources,), torch.float32),
             "post_trace": ((self.neurons,), torch.float32),
-            "history": ((self.axon, self.sources), torch.float32),
+            "ring": ((self.axon + 1, self.neurons), torch.int32),
             "input_rates": ((self.inputs,), torch.float32),
             "output_counts": ((self.neurons - self.output_start,), torch.int64),
             "rng": (None, torch.uint8),
@@ -152,8 +151,7 @@ class Sheet:
         cpu = {name: getattr(self, name).detach().to("cpu", copy=True)
                for name in STATE if name != "rng"}
         cpu["rng"] = self.generator.get_state().to("cpu")
-        learned = {"weights": self.weights.to("cpu", copy=True),
-                   "thresholds": self.thresholds.to("cpu", copy=True)}
+        learned = {name: getattr(self, name).to("cpu", copy=True) for name in LEARNED}
         values = {"t": self.t, "rng_device": self.device.type}
         return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
@@ -168,12 +166,8 @@ class Sheet:
     def _step(self) -> None:
         d = self.definition
         g = self.generator
-        slot = self.t % self.axon
-        # Spikes arriving now: each synapse reads its source's history at t - delay.
-        index = (self._gather_base + slot * self.sources) % self._history_size
-        arriving = self.history.view(-1)[index]
-        current = (self.weights * arriving).sum(0)
-
+        t = self.t
+        current = self._take_slot(self.ring, t, SCALE, self.current)
         noise = torch.randn(self.neurons, generator=g, device=self.device) * d["noise"]
         input_spikes = (torch.rand(self.inputs, generator=g, device=self.device)
                         < self.input_rates).float()
@@ -183,28 +177,46 @@ class Sheet:
         spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
                                     noise, self.decay_m, float(d["threshold"]), d["refractory"],
                                     float(d["theta_plus"]), self.decay_theta, d["cells"], None)
+        fired = spikes.nonzero().view(-1)
+        fired_inputs = input_spikes.nonzero().view(-1)
 
-        # STDP: a post spike potentiates by the pre trace; an arriving pre
-        # spike depresses by the post trace. Only connected synapses change.
-        change = d["a_plus"] * self.pre_trace[:, None] * spikes[None, :] \
-            - d["a_minus"] * arriving * self.post_trace[None, :]
-        weights = torch.where(self.mask, (self.weights + change).clamp(0.0, d["w_max"]),
-                              self.weights)
-        if d["w_budget"] > 0:
-            # Synaptic scaling: what one input gains, the neuron's others lose,
-            # so learning sharpens selectivity instead of saturating every synapse.
-            total = weights.sum(0, keepdim=True)
-            weights = torch.where(total > d["w_budget"],
-                                  weights * (d["w_budget"] / total.clamp(min=d["w_budget"])),
-                                  weights)
-        self.weights = weights
+        # Plasticity on events, with the traces of the steps before this one:
+        # a neuron that fires potentiates its incoming synapses by their
+        # sources' traces (then synaptic scaling); a source that fires
+        # depresses its outgoing synapses by their targets' traces.
+        w = (float(d["a_plus"]), float(d["a_minus"]), float(d["w_max"]), float(d["w_budget"]))
+        neuron_batches, input_batches = self._batches(fired), self._batches(fired_inputs)
+        for rows in neuron_batches:
+            self._potentiate(self.weight_buffer, self.pre_trace, rows, self.incoming_weight,
+                             self.incoming_source, w[0], w[2], w[3], SCALE)
+        for rows in neuron_batches:
+            self._depress(self.weights, self.targets, rows, self.post_trace, w[1], w[2])
+        for rows in input_batches:
+            self._depress(self.input_weights, self.input_targets, rows, self.post_trace, w[1],
+                          w[2])
+        # Spikes leave with the weights after this step's learning.
+        for rows in neuron_batches:
+            self._deliver(self.ring, t, rows, self.targets, self.weights, self.delays, SCALE)
+        for rows in input_batches:
+            self._deliver(self.ring, t, rows, self.input_targets, self.input_weights,
+                          self.input_delays, SCALE)
 
-        emitted = torch.cat([input_spikes, spikes])
-        self._decay_accumulate(self.pre_trace, self.decay_trace, emitted)
+        self._decay_accumulate(self.pre_trace[:self.inputs], self.decay_trace, input_spikes)
+        self._decay_accumulate(self.pre_trace[self.inputs:], self.decay_trace, spikes)
         self._decay_accumulate(self.post_trace, self.decay_trace, spikes)
-        self.history[slot] = emitted
         self.output_counts += spikes[self.output_start:].long()
-        self.t += 1
+        self.t = t + 1
+
+    def _batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """The spiking rows in the calls to give the event ops: none when
+        nothing spiked; for the torch reference at most ROWS_AT_ONCE a call,
+        which bounds its gathers (the ops treat each row on its own, so the
+        split changes no bit)."""
+        if not rows.numel():
+            return []
+        if self.backend != "torch" or rows.numel() <= layouts.ROWS_AT_ONCE:
+            return [rows]
+        return list(rows.split(layouts.ROWS_AT_ONCE))
 
     # -- input and output ----------------------------------------------------
 

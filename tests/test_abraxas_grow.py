@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hera.errors import DefinitionError
 from hera.instance import InstanceFile
 from hera_family_abraxas import layouts, model
-from hera_family_abraxas.grow import grow, neuron_map, source_map
+from hera_family_abraxas.grow import grow, neuron_map, slot_map, source_map
 
 geometry = st.fixed_dictionaries({
     "width": st.integers(1, 3), "height": st.integers(1, 3), "depth": st.integers(1, 3),
@@ -44,8 +44,13 @@ def test_growing_keeps_the_old_region_exactly(old, more, steps):
     neurons, sources = neuron_map(d, new), source_map(d, new)
 
     weights = grown.tensors["weights"]
-    assert torch.equal(weights[sources[:, None], neurons[None, :]], snap.tensors["weights"])
+    slots = slot_map(d, new)
+    assert torch.equal(weights[neurons[:, None], slots[None, :]], snap.tensors["weights"])
     assert int((weights != 0).sum()) == int((snap.tensors["weights"] != 0).sum())
+    feed = grown.tensors["input_weights"]
+    first = layouts.first_layer_size(d)
+    assert torch.equal(feed[:d["inputs"], neurons[:first]], snap.tensors["input_weights"])
+    assert int((feed != 0).sum()) == int((snap.tensors["input_weights"] != 0).sum())
     thresholds = grown.tensors["thresholds"]
     assert torch.equal(thresholds[neurons], snap.tensors["thresholds"])
     assert int((thresholds != 0).sum()) == int((snap.tensors["thresholds"] != 0).sum())
@@ -56,10 +61,10 @@ def test_growing_keeps_the_old_region_exactly(old, more, steps):
         assert int((new_state[name] != 0).sum()) == int((old_state[name] != 0).sum()), name
     assert torch.equal(new_state["pre_trace"][sources], old_state["pre_trace"])
     t = snap.state.values["t"]
-    for delay in range(1, d["axon"] + 1):  # spikes in flight arrive when they would have
-        assert torch.equal(new_state["history"][(t - delay) % new["axon"], sources],
-                           old_state["history"][(t - delay) % d["axon"]])
-    assert int((new_state["history"] != 0).sum()) == int((old_state["history"] != 0).sum())
+    for ahead in range(d["axon"] + 1):  # spikes in flight arrive when they would have
+        assert torch.equal(new_state["ring"][(t + ahead) % (new["axon"] + 1), neurons],
+                           old_state["ring"][(t + ahead) % (d["axon"] + 1)])
+    assert int((new_state["ring"] != 0).sum()) == int((old_state["ring"] != 0).sum())
     assert torch.equal(new_state["rng"], old_state["rng"]) and grown.state.values == snap.state.values
 
 
@@ -85,7 +90,7 @@ def test_grow_serialize_load_round_trips_and_runs(tmp_path_factory, old, more):
     grown = grow(snap.definition, snap.tensors, snap.state, _changes(snap.definition, more))
     instance = InstanceFile(
         meta={"id": "00000000-0000-4000-8000-000000000001", "callsign": "grown",
-              "family": {"name": "abraxas", "version": "0", "data_format": 1},
+              "family": {"name": "abraxas", "version": "0", "data_format": 2},
               "layout": "example", "created": "", "seed": 1, "steps": 15, "incarnation": 1,
               "hera_version": ""},
         definition=grown.definition, tensor_entries={})
@@ -101,7 +106,8 @@ def test_grow_serialize_load_round_trips_and_runs(tmp_path_factory, old, more):
 def test_a_dead_instance_grows_too():
     d = layouts.definition_for("example", {})
     grown = grow(d, model.zero_parameters(d), None, {"cells": 8})
-    assert grown.state is None and grown.tensors["weights"].shape == (16 + 3 * 3 * 2 * 8, 3 * 3 * 2 * 8)
+    assert grown.state is None and grown.tensors["weights"].shape == (3 * 3 * 2 * 8, 2 * 9 * 8)
+    assert grown.tensors["input_weights"].shape == (16, 3 * 3 * 8)
 
 
 @pytest.mark.parametrize("changes,message", [

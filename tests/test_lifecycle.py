@@ -315,7 +315,8 @@ def test_up_simulate_reports_and_loads_nothing(world):
 def test_an_agent_too_big_for_its_device_is_refused_before_loading(world):
     agent_id, path = world.build()
     instance = InstanceFile.read(path)
-    instance.definition["width"] = 4000  # the tensors stay small; only the claim grows
+    instance.definition["width"] = 100_000  # the tensors stay small; only the claim grows
+    instance.definition["height"] = 1000
     instance.write(path)
     simulated = world.run("up", path.name, "--simulate", check=False)
     assert simulated.returncode == 1 and "does NOT fit" in simulated.stdout
