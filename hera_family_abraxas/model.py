@@ -15,11 +15,13 @@ emitting row, potentiation and synaptic scaling per firing neuron.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
 
 from hera.hooks.types import DynamicState, Snapshot
+from hera.errors import HeraError
 from hera.kernels import check_backend, default_backend
 from hera.kernels.deliver_spikes import DEFAULT_SCALE
 from hera_family_abraxas import connectivity, layouts
@@ -28,6 +30,9 @@ from hera_family_abraxas import connectivity, layouts
 LEARNED = ("input_weights", "weights", "thresholds")
 STATE = ("membrane", "refractory", "pre_trace", "post_trace", "ring", "input_rates",
          "output_counts", "rng")
+
+#: The backends a sheet can step on.
+BACKENDS = ("torch", "triton", "cpp")
 
 #: Fixed-point units per unit of weight in the delay ring and the scaling sums.
 SCALE = DEFAULT_SCALE
@@ -51,14 +56,29 @@ class Sheet:
         layouts.check_definition(definition)
         d = self.definition = dict(definition)
         self.device = torch.device(device)
-        #: Who computes the neuron update and traces: hera.kernels' "triton"
-        #: (the default on CUDA) or "torch"; both give the same bits.
-        self.backend = backend or default_backend(self.device)
-        check_backend(self.backend, self.device)
+        #: Who computes the step: hera.kernels' "triton" (the default on
+        #: CUDA) or "torch" (their references), or "cpp", the compiled CPU
+        #: step (HERA_ABRAXAS_BACKEND=cpp); all give the same bits.
+        self.backend = backend or os.environ.get("HERA_ABRAXAS_BACKEND") or \
+            default_backend(self.device)
+        if self.backend == "cpp":
+            if self.device.type != "cpu":
+                raise ValueError(f"the abraxas cpp backend runs on the CPU, not {self.device}")
+            from hera_family_abraxas.cpu_backend import compiled
+
+            try:
+                self._compiled = compiled()
+            except RuntimeError as error:
+                raise HeraError(str(error)) from error
+        elif self.backend not in BACKENDS:
+            raise HeraError(f"abraxas has no backend {self.backend!r} (HERA_ABRAXAS_BACKEND: "
+                            f"{', '.join(BACKENDS)})")
+        else:
+            check_backend(self.backend, self.device)
         # The step loop calls the chosen implementation directly: the sheet
         # builds and checks its own tensors (_expect), so the public
         # functions' per-call checks would only cost time every step.
-        if self.backend == "torch":
+        if self.backend in ("torch", "cpp"):
             from hera.kernels.decay_accumulate import reference as traces
             from hera.kernels.deliver_spikes import reference as delivery
             from hera.kernels.lif_wta_step import reference as neurons
@@ -160,8 +180,29 @@ class Sheet:
     def run(self, steps: int) -> None:
         """Advance ``steps`` iterations."""
         with torch.no_grad():
+            if self.backend == "cpp":
+                self._run_compiled(steps)
+                return
             for _ in range(steps):
                 self._step()
+
+    def _run_compiled(self, steps: int) -> None:
+        from hera.kernels.stdp.reference import budget_units
+
+        d = self.definition
+        state = [self.membrane, self.refractory, self.thresholds, self.current, self.pre_trace,
+                 self.post_trace, self.ring, self.input_rates, self.output_counts]
+        synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
+                    self.incoming_source]
+        values = [self.decay_m, float(d["threshold"]), float(d["theta_plus"]), self.decay_theta,
+                  self.decay_trace, float(d["noise"]), float(d["a_plus"]), float(d["a_minus"]),
+                  float(d["w_max"]), float(d["w_budget"]), SCALE]
+        sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
+                 layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
+                 self.output_start, self.axon + 1, d["refractory"],
+                 budget_units(float(d["w_budget"]), SCALE)]
+        self.t = self._compiled.run_steps(state, synapses, values, sizes, self.generator,
+                                          self.t, steps)
 
     def _step(self) -> None:
         d = self.definition

@@ -105,3 +105,19 @@ def make_world(root: Path) -> HeraWorld:
 def world(tmp_path: Path) -> HeraWorld:
     """A hera world of this test's own."""
     return make_world(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cpp_backend(tmp_path_factory):
+    """The abraxas compiled CPU step, built once for the whole session into a
+    private extensions directory (returned, for subprocesses to reuse)."""
+    import shutil
+
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here: the abraxas cpp backend cannot be built")
+    place = tmp_path_factory.mktemp("torch-extensions")
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(place)
+    from hera_family_abraxas.cpu_backend import compiled
+
+    compiled()
+    return place

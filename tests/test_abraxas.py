@@ -255,3 +255,29 @@ def test_the_benchmark_sized_layouts_have_the_sizes_they_claim():
     coba = layouts.definition_for("coba", {})
     assert layouts.neuron_count(coba) == 4000
     assert 0.25e6 <= layouts.synapse_count(coba) <= 0.4e6
+
+
+@settings(max_examples=12, deadline=None)
+@given(geometries, st.integers(1, 80), st.integers(0, 80), st.sampled_from([0.0, 0.3, 4.0]),
+       st.integers(0, 2**31))
+def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overrides, a, b,
+                                                             budget, seed):
+    """The cpp backend (one compiled loop per chunk) against the torch
+    backend (the kernels' references), learning and scaling included, over
+    chunk boundaries."""
+    d = layouts.definition_for("example", {**overrides, "noise": 1.5, "w_budget": budget})
+    sheets = []
+    for backend in ("torch", "cpp"):
+        sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend=backend)
+        sheet.set_input([1.0, 0.2, 0.7])
+        sheet.run(a)
+        sheet.run(b)
+        sheets.append(sheet)
+    _assert_same(*sheets)
+    assert sheets[1].t == a + b
+
+
+def test_the_cpp_backend_refuses_other_devices(cpp_backend):
+    d = layouts.definition_for("example", {})
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Sheet(d, model.zero_parameters(d), None, "meta", 1, backend="cpp")

@@ -49,3 +49,27 @@ def test_checkpoints_do_not_change_the_run(world, tmp_path):
     assert plain.tensor_entries == saved_often.tensor_entries
     assert plain.state_entries == saved_often.state_entries
     assert plain.state_values == saved_often.state_values
+
+
+def test_the_cpp_backend_continues_a_torch_run_bit_for_bit(world, tmp_path, cpp_backend):
+    """Half a run on the compiled CPU step (HERA_ABRAXAS_BACKEND=cpp), half
+    on the torch backend, equals the whole run on the torch backend."""
+    agent_id, path = world.build()
+    other = make_world(tmp_path / "other")
+    shutil.copy(world.workdir / path.name, other.workdir / path.name)
+    world.run("up", path.name, "--steps", "600", "--silent")
+    compiled = {**other.env, "HERA_ABRAXAS_BACKEND": "cpp", "TORCH_EXTENSIONS_DIR": str(cpp_backend)}
+    plain = other.env
+    other.env = compiled
+    proc = other.run("up", path.name, "--steps", "300")
+    assert "[cpp]" in proc.stdout, proc.stdout
+    other.env = {**compiled, "HERA_ABRAXAS_BACKEND": "fortran"}
+    refused = other.run("--uuid", agent_id, "up", "--steps", "1", check=False)
+    assert refused.returncode == 1 and "no backend 'fortran'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    other.env = plain
+    other.run("--uuid", agent_id, "up", "--steps", "300", "--silent")
+    once = InstanceFile.read(world.agents_dir / f"{agent_id}.json")
+    twice = InstanceFile.read(other.agents_dir / f"{agent_id}.json")
+    assert once.tensor_entries == twice.tensor_entries and once.tensors()["weights"].any()
+    assert once.state_entries == twice.state_entries

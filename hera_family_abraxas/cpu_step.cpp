@@ -1,0 +1,201 @@
+// The abraxas step as one compiled loop for the CPU: the same float32
+// operations, in the same order, as the torch backend (the kernels'
+// references in hera.kernels), so both give the same bits. Python calls
+// run_steps once per chunk of steps; only the random numbers come from
+// ATen (the instance's generator, drawn exactly as the torch backend draws).
+//
+// Built with -ffp-contract=off: a fused multiply-add would round once where
+// the reference rounds twice.
+
+#include <torch/extension.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace {
+
+struct Params {
+  int64_t inputs, neurons, first, slots, incoming, cells, output_start, length;
+  float decay_m, threshold, theta_plus, decay_theta, decay_trace, noise;
+  int32_t refractory_steps;
+  float a_plus, a_minus, w_max, scale, inv_scale;
+  double budget;
+  int64_t cap;
+};
+
+inline int32_t quantize(float w, float scale) {
+  return static_cast<int32_t>(std::floor(w * scale + 0.5f));
+}
+
+inline float clamp(float w, float w_max) {
+  // torch.clamp(min=0, max=w_max): max first, then min.
+  w = w < 0.0f ? 0.0f : w;
+  return w > w_max ? w_max : w;
+}
+
+// ring[(t + delay) % L][target] += quantize(weight), wrapping like int32 adds.
+inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t target, int32_t units) {
+  auto* cell = reinterpret_cast<uint32_t*>(ring + row * neurons + target);
+  *cell += static_cast<uint32_t>(units);
+}
+
+}  // namespace
+
+// Advances `steps` steps in place. Tensors (all contiguous, CPU):
+// state: membrane f32[N], refractory i32[N], thresholds f32[N], current f32[N],
+//        pre_trace f32[I+N], post_trace f32[N], ring i32[L, N],
+//        input_rates f32[I], output_counts i64[N - output_start]
+// synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
+//           incoming_weight i32|i64[N, I+K], incoming_source i32[N, I+K]
+// Returns the new step counter.
+int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> synapses,
+                  std::vector<double> values, std::vector<int64_t> sizes, at::Generator generator,
+                  int64_t t, int64_t steps) {
+  Params p;
+  p.inputs = sizes[0]; p.neurons = sizes[1]; p.first = sizes[2]; p.slots = sizes[3];
+  p.incoming = sizes[4]; p.cells = sizes[5]; p.output_start = sizes[6]; p.length = sizes[7];
+  p.refractory_steps = static_cast<int32_t>(sizes[8]);
+  p.cap = sizes[9];
+  p.decay_m = static_cast<float>(values[0]); p.threshold = static_cast<float>(values[1]);
+  p.theta_plus = static_cast<float>(values[2]); p.decay_theta = static_cast<float>(values[3]);
+  p.decay_trace = static_cast<float>(values[4]); p.noise = static_cast<float>(values[5]);
+  p.a_plus = static_cast<float>(values[6]); p.a_minus = static_cast<float>(values[7]);
+  p.w_max = static_cast<float>(values[8]); p.budget = values[9];
+  p.scale = static_cast<float>(values[10]); p.inv_scale = static_cast<float>(1.0 / values[10]);
+
+  float* membrane = state[0].data_ptr<float>();
+  int32_t* refractory = state[1].data_ptr<int32_t>();
+  float* thresholds = state[2].data_ptr<float>();
+  float* current = state[3].data_ptr<float>();
+  float* pre_trace = state[4].data_ptr<float>();
+  float* post_trace = state[5].data_ptr<float>();
+  int32_t* ring = state[6].data_ptr<int32_t>();
+  const float* input_rates = state[7].data_ptr<float>();
+  int64_t* output_counts = state[8].data_ptr<int64_t>();
+
+  float* weights = synapses[0].data_ptr<float>();
+  const int32_t* targets = synapses[1].data_ptr<int32_t>();
+  const int32_t* delays = synapses[2].data_ptr<int32_t>();
+  const bool wide = synapses[3].scalar_type() == at::kLong;
+  const int32_t* incoming32 = wide ? nullptr : synapses[3].data_ptr<int32_t>();
+  const int64_t* incoming64 = wide ? synapses[3].data_ptr<int64_t>() : nullptr;
+  const int32_t* incoming_source = synapses[4].data_ptr<int32_t>();
+
+  const int64_t N = p.neurons, I = p.inputs, F = p.first, K = p.slots, J = p.incoming;
+  float* input_weights = weights;
+  float* neuron_weights = weights + I * F;
+  std::vector<float> spikes(N), input_spikes(I), fresh(J);
+  std::vector<int64_t> fired, fired_inputs;
+  const float cap_f = static_cast<float>(static_cast<double>(p.cap));
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32);
+
+  for (int64_t step = 0; step < steps; ++step, ++t) {
+    // take_slot
+    int32_t* row = ring + (t % p.length) * N;
+    for (int64_t j = 0; j < N; ++j) {
+      current[j] = static_cast<float>(row[j]) * p.inv_scale;
+      row[j] = 0;
+    }
+    const torch::Tensor noise = at::randn({N}, generator, options);
+    const torch::Tensor draws = at::rand({I}, generator, options);
+    const float* z = noise.data_ptr<float>();
+    const float* u = draws.data_ptr<float>();
+    fired_inputs.clear();
+    for (int64_t i = 0; i < I; ++i) {
+      input_spikes[i] = u[i] < input_rates[i] ? 1.0f : 0.0f;
+      if (input_spikes[i] != 0.0f) fired_inputs.push_back(i);
+    }
+
+    // lif_wta_step: membranes, then the winner of each group
+    fired.clear();
+    for (int64_t g = 0; g < N; g += p.cells) {
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t winner = -1;
+      for (int64_t j = g; j < g + p.cells; ++j) {
+        float v = membrane[j] * p.decay_m;
+        v = v + current[j];
+        v = v + z[j] * p.noise;
+        if (refractory[j] > 0) v = 0.0f;
+        membrane[j] = v;  // the candidate value; the winner is reset below
+        const float margin = v - (p.threshold + thresholds[j]);
+        if (margin >= 0.0f && (winner < 0 || margin > best)) {
+          best = margin;
+          winner = j;
+        }
+      }
+      for (int64_t j = g; j < g + p.cells; ++j) {
+        const bool fire = j == winner;
+        spikes[j] = fire ? 1.0f : 0.0f;
+        if (fire) {
+          membrane[j] = 0.0f;
+          refractory[j] = p.refractory_steps;
+          fired.push_back(j);
+        } else {
+          refractory[j] = refractory[j] - 1 < 0 ? 0 : refractory[j] - 1;
+        }
+        thresholds[j] = thresholds[j] * p.decay_theta + p.theta_plus * spikes[j];
+      }
+    }
+
+    // potentiate_incoming, with synaptic scaling in fixed point
+    for (int64_t j : fired) {
+      int64_t total = 0;
+      for (int64_t i = 0; i < J; ++i) {
+        const int64_t f = wide ? incoming64[j * J + i] : incoming32[j * J + i];
+        if (f < 0) continue;
+        const float w = clamp(weights[f] + pre_trace[incoming_source[j * J + i]] * p.a_plus,
+                              p.w_max);
+        fresh[i] = w;
+        total += static_cast<int64_t>(std::floor(w * p.scale + 0.5f));
+      }
+      const bool over = p.budget > 0 && total > p.cap;
+      const float factor = over ? cap_f / static_cast<float>(total) : 1.0f;
+      for (int64_t i = 0; i < J; ++i) {
+        const int64_t f = wide ? incoming64[j * J + i] : incoming32[j * J + i];
+        if (f < 0) continue;
+        weights[f] = over ? fresh[i] * factor : fresh[i];
+      }
+    }
+    // depress_rows: neurons, then input channels
+    for (int64_t s : fired) {
+      float* w = neuron_weights + s * K;
+      const int32_t* target = targets + s * K;
+      for (int64_t k = 0; k < K; ++k)
+        if (target[k] >= 0) w[k] = clamp(w[k] - post_trace[target[k]] * p.a_minus, p.w_max);
+    }
+    for (int64_t s : fired_inputs) {
+      float* w = input_weights + s * F;
+      for (int64_t k = 0; k < F; ++k) w[k] = clamp(w[k] - post_trace[k] * p.a_minus, p.w_max);
+    }
+    // deliver_spikes with the learned weights
+    for (int64_t s : fired) {
+      const float* w = neuron_weights + s * K;
+      const int32_t* target = targets + s * K;
+      for (int64_t k = 0; k < K; ++k)
+        if (target[k] >= 0)
+          add_to_ring(ring, N, (t % p.length + delays[k]) % p.length, target[k],
+                      quantize(w[k], p.scale));
+    }
+    const int64_t next = (t % p.length + 1) % p.length;
+    for (int64_t s : fired_inputs) {
+      const float* w = input_weights + s * F;
+      for (int64_t k = 0; k < F; ++k)
+        add_to_ring(ring, N, next, static_cast<int32_t>(k), quantize(w[k], p.scale));
+    }
+    // decay_accumulate of the traces; output counts
+    for (int64_t i = 0; i < I; ++i) pre_trace[i] = pre_trace[i] * p.decay_trace + input_spikes[i];
+    for (int64_t j = 0; j < N; ++j) {
+      pre_trace[I + j] = pre_trace[I + j] * p.decay_trace + spikes[j];
+      post_trace[j] = post_trace[j] * p.decay_trace + spikes[j];
+    }
+    for (int64_t j = p.output_start; j < N; ++j)
+      output_counts[j - p.output_start] += static_cast<int64_t>(spikes[j]);
+  }
+  return t;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("run_steps", &run_steps, "Advance the abraxas sheet on the CPU (see cpu_step.cpp)");
+}
