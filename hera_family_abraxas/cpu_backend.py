@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bumped whenever cpu_step.cpp changes, so a cached build is never reused.
-_BUILD = "hera_abraxas_cpu_step_1"
+_BUILD = "hera_abraxas_cpu_step_3"
 
 
 @functools.lru_cache(maxsize=None)

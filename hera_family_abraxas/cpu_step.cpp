@@ -9,9 +9,9 @@
 
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 namespace {
@@ -86,10 +86,13 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   const int64_t N = p.neurons, I = p.inputs, F = p.first, K = p.slots, J = p.incoming;
   float* input_weights = weights;
   float* neuron_weights = weights + I * F;
-  std::vector<float> spikes(N), input_spikes(I), fresh(J);
+  std::vector<float> spikes(N), margin(N), input_spikes(I), fresh(J);
   std::vector<int64_t> fired, fired_inputs;
   const float cap_f = static_cast<float>(static_cast<double>(p.cap));
   const auto options = torch::TensorOptions().dtype(torch::kFloat32);
+  torch::Tensor noise = torch::empty({N}, options), draws = torch::empty({I}, options);
+  const float* z = noise.data_ptr<float>();
+  const float* u = draws.data_ptr<float>();
 
   for (int64_t step = 0; step < steps; ++step, ++t) {
     // take_slot
@@ -98,45 +101,47 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
       current[j] = static_cast<float>(row[j]) * p.inv_scale;
       row[j] = 0;
     }
-    const torch::Tensor noise = at::randn({N}, generator, options);
-    const torch::Tensor draws = at::rand({I}, generator, options);
-    const float* z = noise.data_ptr<float>();
-    const float* u = draws.data_ptr<float>();
+    // In place, into buffers kept across steps: the same draws as
+    // torch.randn and torch.rand, without two allocations per step.
+    noise.normal_(0.0, 1.0, generator);
+    draws.uniform_(0.0, 1.0, generator);
     fired_inputs.clear();
     for (int64_t i = 0; i < I; ++i) {
       input_spikes[i] = u[i] < input_rates[i] ? 1.0f : 0.0f;
       if (input_spikes[i] != 0.0f) fired_inputs.push_back(i);
     }
 
-    // lif_wta_step: membranes, then the winner of each group
+    // lif_wta_step: every membrane and margin (a loop the compiler can
+    // vectorize), then the winner of each group, then the updates.
+    for (int64_t j = 0; j < N; ++j) {
+      float v = membrane[j] * p.decay_m;
+      v = v + current[j];
+      v = v + z[j] * p.noise;
+      v = refractory[j] > 0 ? 0.0f : v;
+      membrane[j] = v;  // the candidate value; the winner is reset below
+      margin[j] = v - (p.threshold + thresholds[j]);
+    }
     fired.clear();
     for (int64_t g = 0; g < N; g += p.cells) {
-      float best = -std::numeric_limits<float>::infinity();
+      float best = 0.0f;
       int64_t winner = -1;
       for (int64_t j = g; j < g + p.cells; ++j) {
-        float v = membrane[j] * p.decay_m;
-        v = v + current[j];
-        v = v + z[j] * p.noise;
-        if (refractory[j] > 0) v = 0.0f;
-        membrane[j] = v;  // the candidate value; the winner is reset below
-        const float margin = v - (p.threshold + thresholds[j]);
-        if (margin >= 0.0f && (winner < 0 || margin > best)) {
-          best = margin;
+        // The first of the largest margins >= 0.
+        if (margin[j] >= 0.0f && (winner < 0 || margin[j] > best)) {
+          best = margin[j];
           winner = j;
         }
       }
-      for (int64_t j = g; j < g + p.cells; ++j) {
-        const bool fire = j == winner;
-        spikes[j] = fire ? 1.0f : 0.0f;
-        if (fire) {
-          membrane[j] = 0.0f;
-          refractory[j] = p.refractory_steps;
-          fired.push_back(j);
-        } else {
-          refractory[j] = refractory[j] - 1 < 0 ? 0 : refractory[j] - 1;
-        }
-        thresholds[j] = thresholds[j] * p.decay_theta + p.theta_plus * spikes[j];
-      }
+      if (winner >= 0) fired.push_back(winner);
+    }
+    std::fill(spikes.begin(), spikes.end(), 0.0f);
+    for (int64_t j : fired) spikes[j] = 1.0f;
+    for (int64_t j = 0; j < N; ++j) {
+      const bool fire = spikes[j] != 0.0f;
+      membrane[j] = fire ? 0.0f : membrane[j];
+      const int32_t r = refractory[j] - 1;
+      refractory[j] = fire ? p.refractory_steps : (r < 0 ? 0 : r);
+      thresholds[j] = thresholds[j] * p.decay_theta + p.theta_plus * spikes[j];
     }
 
     // potentiate_incoming, with synaptic scaling in fixed point
