@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bumped whenever cpu_step.cpp changes, so a cached build is never reused.
-_BUILD = "hera_abraxas_cpu_step_3"
+_BUILD = "hera_abraxas_cpu_step_4"
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,7 +28,7 @@ def compiled() -> Any:
         from torch.utils.cpp_extension import load
 
         return load(name=_BUILD, sources=[str(Path(__file__).with_name("cpu_step.cpp"))],
-                    extra_cflags=["-O3", "-ffp-contract=off", "-fno-fast-math"],
+                    extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math"],
                     verbose=False)
     except Exception as error:  # compiler missing, headers missing, build error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

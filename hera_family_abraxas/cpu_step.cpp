@@ -95,12 +95,6 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   const float* u = draws.data_ptr<float>();
 
   for (int64_t step = 0; step < steps; ++step, ++t) {
-    // take_slot
-    int32_t* row = ring + (t % p.length) * N;
-    for (int64_t j = 0; j < N; ++j) {
-      current[j] = static_cast<float>(row[j]) * p.inv_scale;
-      row[j] = 0;
-    }
     // In place, into buffers kept across steps: the same draws as
     // torch.randn and torch.rand, without two allocations per step.
     noise.normal_(0.0, 1.0, generator);
@@ -113,7 +107,10 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
 
     // lif_wta_step: every membrane and margin (a loop the compiler can
     // vectorize), then the winner of each group, then the updates.
+    int32_t* row = ring + (t % p.length) * N;  // take_slot, fused into the membranes
     for (int64_t j = 0; j < N; ++j) {
+      current[j] = static_cast<float>(row[j]) * p.inv_scale;
+      row[j] = 0;
       float v = membrane[j] * p.decay_m;
       v = v + current[j];
       v = v + z[j] * p.noise;
