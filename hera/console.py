@@ -51,11 +51,17 @@ class Console:
             print(f"hera: {text}", file=sys.stderr, flush=True)
 
     def write_output(self, line: str) -> None:
-        """One of the agent's output lines, on stdout (piped with SIGTTOU)."""
+        """One of the agent's output lines, on stdout (piped with SIGTTOU).
+
+        Written to the file descriptor directly, not through ``sys.stdout``:
+        the caller is a writer thread that may block on a full pipe, and it
+        must not hold ``sys.stdout``'s lock while it does (the interpreter
+        takes that lock to flush at exit)."""
+        data = (line + "\n").encode()
         try:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-        except OSError:
+            while data:
+                data = data[os.write(sys.stdout.fileno(), data):]
+        except (OSError, ValueError):
             self.detach()
 
     def detach(self) -> None:

@@ -56,6 +56,7 @@ class Loop:
         self._inputs: queue.Queue[str] = queue.Queue()
         self._sinks: list[Callable[[str], None]] = []
         self._sinks_lock = threading.Lock()
+        self._stdout_piped = False
         self._stdin_piped = False
 
     # -- the loop ------------------------------------------------------------------
@@ -172,8 +173,10 @@ class Loop:
             console.detach()
         elif name == "SIGTTIN":
             self._pipe_stdin()
-        elif name == "SIGTTOU":
-            self.add_sink(console.write_output)
+        elif name == "SIGTTOU" and not self._stdout_piped:
+            self._stdout_piped = True
+            sink, _ = self._buffered(console.write_output, "hera-stdout")
+            self.add_sink(sink)
 
     def _pipe_stdin(self) -> None:
         if self._stdin_piped:
@@ -248,23 +251,7 @@ class Loop:
     def stream(self, conn: Connection) -> None:
         """Serve an ``io`` connection (on its control thread): lines in go to
         the input area, output lines go out."""
-        outbox: queue.Queue[str | None] = queue.Queue(maxsize=_STREAM_BACKLOG)
-
-        def sink(line: str) -> None:  # on the loop thread: never blocks
-            try:
-                outbox.put_nowait(line)
-            except queue.Full:
-                pass  # a client that does not read loses lines, not the agent's time
-
-        def send() -> None:
-            while (line := outbox.get()) is not None:
-                try:
-                    conn.send_line(line)
-                except OSError:
-                    return
-
-        writer = threading.Thread(target=send, name="hera-io-out", daemon=True)
-        writer.start()
+        sink, close = self._buffered(conn.send_line, "hera-io-out")
         self.add_sink(sink)
         try:
             while (line := conn.read_line()) is not None:
@@ -273,10 +260,38 @@ class Loop:
             pass
         finally:
             self.remove_sink(sink)
+            close()
+
+    @staticmethod
+    def _buffered(write: Callable[[str], None], name: str
+                  ) -> tuple[Callable[[str], None], Callable[[], None]]:
+        """A sink the loop thread can call without ever blocking, and a way
+        to close it: lines queue up (at most _STREAM_BACKLOG) and a daemon
+        thread ``name`` writes them. A reader that does not keep up loses
+        lines, never the agent's time, and cannot hold up its shutdown."""
+        outbox: queue.Queue[str | None] = queue.Queue(maxsize=_STREAM_BACKLOG)
+
+        def sink(line: str) -> None:
+            try:
+                outbox.put_nowait(line)
+            except queue.Full:
+                pass
+
+        def send() -> None:
+            while (line := outbox.get()) is not None:
+                try:
+                    write(line)
+                except OSError:
+                    return
+
+        def close() -> None:
             try:
                 outbox.put_nowait(None)
             except queue.Full:
-                pass  # the writer is stuck on a dead socket; closing it ends the thread
+                pass  # the writer is stuck on a dead reader; closing that ends the thread
+
+        threading.Thread(target=send, name=name, daemon=True).start()
+        return sink, close
 
     # -- control requests ----------------------------------------------------------------
 

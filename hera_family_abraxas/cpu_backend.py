@@ -1,21 +1,46 @@
-"""The compiled CPU step (``cpu_step.cpp``), built on first use.
+"""The compiled CPU step (``cpu_step.cpp``), built on first use: the
+default backend of a sheet on the CPU.
 
 PyTorch's per-operation overhead, not arithmetic, bounds the torch backend
 on small and medium sheets: a step is a few dozen small operations. The
 compiled step runs whole chunks of steps in one call with the same float32
 operations in the same order, so it gives the torch backend's bits. It
-needs a C++ compiler and ninja; the build (about a minute) is cached by
-PyTorch's extension loader (``TORCH_EXTENSIONS_DIR``).
+needs a C++ compiler and ninja; the build (about 30 s) is cached by
+PyTorch's extension loader (``TORCH_EXTENSIONS_DIR``). Where it cannot be
+built, the sheet says so once and steps with torch.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
 #: Bumped whenever cpu_step.cpp changes, so a cached build is never reused.
 _BUILD = "hera_abraxas_cpu_step_4"
+
+
+def _built() -> bool:
+    """Whether the extension loader already holds a build of this step."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    return any(Path(_get_build_directory(_BUILD, verbose=False)).glob(f"{_BUILD}*.so"))
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> Any | None:
+    """The built extension, or None (said once on stderr) where it cannot be
+    built: the default CPU backend then falls back to torch."""
+    try:
+        if not _built():
+            print("abraxas: building the compiled CPU step (once, about 30 s)", file=sys.stderr,
+                  flush=True)
+        return compiled()
+    except RuntimeError as error:
+        print(f"abraxas: {error}; stepping with torch instead (slower)", file=sys.stderr,
+              flush=True)
+        return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,4 +57,5 @@ def compiled() -> Any:
                     verbose=False)
     except Exception as error:  # compiler missing, headers missing, build error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeError(f"the abraxas cpp backend cannot be built here: {first}") from error
+        raise RuntimeError(f"the compiled CPU step cannot be built here ({first.rstrip('.')})") \
+            from error

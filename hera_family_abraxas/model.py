@@ -56,12 +56,18 @@ class Sheet:
         layouts.check_definition(definition)
         d = self.definition = dict(definition)
         self.device = torch.device(device)
-        #: Who computes the step: hera.kernels' "triton" (the default on
-        #: CUDA) or "torch" (their references), or "cpp", the compiled CPU
-        #: step (HERA_ABRAXAS_BACKEND=cpp); all give the same bits.
+        #: Who computes the step: "cpp", the compiled CPU step (the default
+        #: on a CPU where it builds), hera.kernels' "triton" (the default on
+        #: CUDA) or "torch" (their references); all give the same bits.
         self.backend = backend or os.environ.get("HERA_ABRAXAS_BACKEND") or \
             default_backend(self.device)
-        if self.backend == "cpp":
+        if not (backend or os.environ.get("HERA_ABRAXAS_BACKEND")) and self.device.type == "cpu":
+            from hera_family_abraxas.cpu_backend import available
+
+            self._compiled = available()
+            if self._compiled is not None:
+                self.backend = "cpp"
+        elif self.backend == "cpp":
             if self.device.type != "cpu":
                 raise ValueError(f"the abraxas cpp backend runs on the CPU, not {self.device}")
             from hera_family_abraxas.cpu_backend import compiled

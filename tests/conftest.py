@@ -19,6 +19,12 @@ settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# abraxas builds its compiled CPU step on first use (about 30 s) into
+# PyTorch's extension cache, which lives under HOME; every world has a HOME
+# of its own, so all of them share this one (built once, see cpp_backend).
+os.environ.setdefault("TORCH_EXTENSIONS_DIR",
+                      str(Path.home() / ".cache" / "torch_extensions" / "hera-tests"))
+
 
 @dataclass
 class HeraWorld:
@@ -107,17 +113,28 @@ def world(tmp_path: Path) -> HeraWorld:
     return make_world(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def cpp_backend(tmp_path_factory):
-    """The abraxas compiled CPU step, built once for the whole session into a
-    private extensions directory (returned, for subprocesses to reuse)."""
+def compiler_here() -> bool:
+    """Whether a C++ compiler is on PATH (abraxas can build its compiled step)."""
     import shutil
 
-    if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler here: the abraxas cpp backend cannot be built")
-    place = tmp_path_factory.mktemp("torch-extensions")
-    os.environ["TORCH_EXTENSIONS_DIR"] = str(place)
-    from hera_family_abraxas.cpu_backend import compiled
+    return shutil.which("c++") is not None or shutil.which("g++") is not None
 
-    compiled()
-    return place
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_the_compiled_cpu_step():
+    """Build abraxas's compiled CPU step before any test runs, so that no
+    test's timing includes the build (where there is no compiler, agents
+    step with torch and the cpp tests skip)."""
+    if compiler_here():
+        from hera_family_abraxas.cpu_backend import available
+
+        assert available() is not None, "the compiled CPU step failed to build"
+
+
+@pytest.fixture(scope="session")
+def cpp_backend():
+    """The shared extension cache holding the compiled CPU step; skips a test
+    that needs the step where no C++ compiler can build it."""
+    if not compiler_here():
+        pytest.skip("no C++ compiler here: the abraxas cpp backend cannot be built")
+    return Path(os.environ["TORCH_EXTENSIONS_DIR"])

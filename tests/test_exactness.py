@@ -52,24 +52,41 @@ def test_checkpoints_do_not_change_the_run(world, tmp_path):
 
 
 def test_the_cpp_backend_continues_a_torch_run_bit_for_bit(world, tmp_path, cpp_backend):
-    """Half a run on the compiled CPU step (HERA_ABRAXAS_BACKEND=cpp), half
-    on the torch backend, equals the whole run on the torch backend."""
+    """Half a run on the compiled CPU step, half on the torch backend
+    (HERA_ABRAXAS_BACKEND), equals the whole run on the torch backend."""
     agent_id, path = world.build()
     other = make_world(tmp_path / "other")
     shutil.copy(world.workdir / path.name, other.workdir / path.name)
-    world.run("up", path.name, "--steps", "600", "--silent")
-    compiled = {**other.env, "HERA_ABRAXAS_BACKEND": "cpp", "TORCH_EXTENSIONS_DIR": str(cpp_backend)}
-    plain = other.env
-    other.env = compiled
+    base = dict(other.env)
+    world.env = {**world.env, "HERA_ABRAXAS_BACKEND": "torch"}
+    proc = world.run("up", path.name, "--steps", "600")
+    assert "[torch]" in proc.stdout, proc.stdout
+    other.env = {**base, "HERA_ABRAXAS_BACKEND": "cpp"}
     proc = other.run("up", path.name, "--steps", "300")
     assert "[cpp]" in proc.stdout, proc.stdout
-    other.env = {**compiled, "HERA_ABRAXAS_BACKEND": "fortran"}
+    other.env = {**base, "HERA_ABRAXAS_BACKEND": "fortran"}
     refused = other.run("--uuid", agent_id, "up", "--steps", "1", check=False)
     assert refused.returncode == 1 and "no backend 'fortran'" in refused.stderr
     assert "Traceback" not in refused.stderr
-    other.env = plain
+    other.env = {**base, "HERA_ABRAXAS_BACKEND": "torch"}
     other.run("--uuid", agent_id, "up", "--steps", "300", "--silent")
     once = InstanceFile.read(world.agents_dir / f"{agent_id}.json")
     twice = InstanceFile.read(other.agents_dir / f"{agent_id}.json")
     assert once.tensor_entries == twice.tensor_entries and once.tensors()["weights"].any()
     assert once.state_entries == twice.state_entries
+
+
+def test_a_cpu_agent_steps_on_the_compiled_step_by_default(world, cpp_backend):
+    _, path = world.build()
+    proc = world.run("up", path.name, "--steps", "10")
+    assert "[cpp]" in proc.stdout and "building" not in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_without_a_working_compiler_a_cpu_agent_steps_on_torch(world, tmp_path):
+    """A build that fails (here: a compiler that always fails, a fresh
+    extension cache) costs one line on stderr; the agent runs on torch."""
+    _, path = world.build()
+    world.env = {**world.env, "CXX": "false", "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    proc = world.run("up", path.name, "--steps", "10")
+    assert "[torch]" in proc.stdout, proc.stdout
+    assert "stepping with torch instead" in proc.stderr and "Traceback" not in proc.stderr

@@ -160,6 +160,19 @@ def test_sigttou_pipes_the_output_area_to_stdout(world):
     assert all(len(c) == 54 for c in counts)  # the example layout's output area
 
 
+def test_a_stdout_nobody_reads_holds_up_neither_steps_nor_shutdown(world):
+    """SIGTTOU with a line every step into a pipe that is never read: the
+    pipe fills, the agent drops lines and runs on, and SIGTERM still saves."""
+    agent_id, cached, proc = _up(world, "--silent", "--output-every", "1")
+    proc.send_signal(signal.SIGTTOU)
+    time.sleep(2.0)
+    before = world.row(agent_id)["steps"]
+    time.sleep(1.0)
+    assert world.row(agent_id)["steps"] > before, "the agent stopped stepping"
+    assert _finish(proc, timeout=30) == 0
+    assert InstanceFile.read(cached).steps > before
+
+
 def test_sigttin_pipes_stdin_into_the_input_area(world):
     agent_id, cached, proc = _up(world, "--silent", stdin=subprocess.PIPE)
     proc.send_signal(signal.SIGTTIN)
