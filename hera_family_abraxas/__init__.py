@@ -108,9 +108,13 @@ def hera_serialize(family: str, agent: Any):
 def hera_encode_input(family: str, agent: Any, line: str) -> bool | None:
     if family != NAME:
         return None
-    from hera_family_abraxas.codec import line_to_values
+    from hera_family_abraxas.codec import line_to_values, reward_level
 
-    agent.set_input(line_to_values(line))
+    level = reward_level(line)
+    if level is not None:
+        agent.set_modulator(level)  # "reward X": the neuromodulator gating plasticity
+    else:
+        agent.set_input(line_to_values(line))
     return True
 
 

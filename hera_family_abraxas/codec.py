@@ -16,6 +16,18 @@ def line_to_values(line: str) -> list[float]:
     return [b / 255.0 for b in line.encode("utf-8")]
 
 
+def reward_level(line: str) -> float | None:
+    """The level of a ``reward X`` line (any number, checked by the sheet),
+    or None for any other line."""
+    fields = line.split()
+    if len(fields) == 2 and fields[0].lower() == "reward":
+        try:
+            return float(fields[1])
+        except ValueError:
+            return None
+    return None
+
+
 def counts_to_line(counts: list[int]) -> str:
     """Output spike counts as one line of whole numbers."""
     return " ".join(str(c) for c in counts)

@@ -1,14 +1,14 @@
 """abraxas synapse tables: rows over fixed geometric offsets.
 
-Every neuron's outgoing synapses are one row of ``K = 2 · D² · cells``
+Every neuron's outgoing synapses are one row of ``K = 3 · D² · cells``
 slots, ``D = 2 · dendrite + 1``. Slot
 
     k = ((p · D + dy + dendrite) · D + dx + dendrite) · cells + c
 
 reaches the neuron ``c`` of the column at offset ``(dx, dy)`` in the same
-layer (``p = 0``, lateral) or in the next layer (``p = 1``, forward); a slot
-whose target falls off the sheet, below the last layer, or on the source
-itself is empty (``-1``). The delay of a slot depends only on its offset,
+layer (``p = 0``, lateral), in the next layer (``p = 1``, forward) or in
+the layer before (``p = 2``, feedback); a slot whose target falls off the
+sheet, outside the layers, or on the source itself is empty (``-1``). The delay of a slot depends only on its offset,
 ``1 + min(axon − 1, max(|dx|, |dy|))``, so one ``[K]`` vector serves every
 row, and delivering a spike reads one contiguous row. Input channels have
 their own table: channel ``i`` reaches every neuron of the first layer,
@@ -40,7 +40,8 @@ _CHUNK = 1 << 14
 class Slots:
     """The ``K`` outgoing slots of a neuron row: projection, offsets, target cell."""
 
-    projection: torch.Tensor  # 0 lateral, 1 forward
+    projection: torch.Tensor  # 0 lateral, 1 forward, 2 feedback
+    layer_step: torch.Tensor  # the target's layer minus the source's: 0, +1, -1
     dy: torch.Tensor
     dx: torch.Tensor
     cell: torch.Tensor
@@ -56,8 +57,9 @@ def slots(d: dict[str, Any], device: torch.device | str = "cpu") -> Slots:
     dx = (k // cells) % span - r
     dy = (k // (cells * span)) % span - r
     projection = k // (cells * span * span)
+    layer_step = torch.where(projection == 2, -1, projection)
     delay = 1 + torch.maximum(dx.abs(), dy.abs()).clamp(max=d["axon"] - 1)
-    return Slots(projection, dy, dx, cell, delay.to(torch.int32))
+    return Slots(projection, layer_step, dy, dx, cell, delay.to(torch.int32))
 
 
 def _coordinates(d: dict[str, Any], n: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -77,8 +79,8 @@ def targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tens
     for start in range(0, n_all, _CHUNK):
         n = torch.arange(start, min(n_all, start + _CHUNK), device=device)[:, None]
         layer, y, x, cell = _coordinates(d, n)
-        tl, ty, tx = layer + s.projection, y + s.dy, x + s.dx
-        valid = ((tl < d["depth"]) & (ty >= 0) & (ty < d["height"]) & (tx >= 0)
+        tl, ty, tx = layer + s.layer_step, y + s.dy, x + s.dx
+        valid = ((tl >= 0) & (tl < d["depth"]) & (ty >= 0) & (ty < d["height"]) & (tx >= 0)
                  & (tx < d["width"]))
         valid &= ~((s.projection == 0) & (s.dy == 0) & (s.dx == 0) & (s.cell == cell))
         target = _index(d, tl, ty, tx, s.cell)
@@ -118,8 +120,8 @@ def incoming(d: dict[str, Any], device: torch.device | str = "cpu"
         from_input = (layer == 0) & (channel >= 0)
         weight[rows, :inputs] = torch.where(from_input, channel * first + j, -1)
         source[rows, :inputs] = torch.where(from_input, channel, -1)
-        sl, sy, sx = layer - s.projection, y - s.dy, x - s.dx
-        valid = (sl >= 0) & (sy >= 0) & (sy < d["height"]) & (sx >= 0) & (sx < d["width"])
+        sl, sy, sx = layer - s.layer_step, y - s.dy, x - s.dx
+        valid = (sl >= 0) & (sl < d["depth"]) & (sy >= 0) & (sy < d["height"]) & (sx >= 0) & (sx < d["width"])
         valid &= ~((s.projection == 0) & (s.dy == 0) & (s.dx == 0) & (s.cell == cell))
         neuron = _index(d, sl, sy, sx, s.cell)
         slot = m - s.cell + cell

@@ -53,10 +53,10 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
              {"width": 20, "height": 20, "depth": 1, "cells": 10, "inputs": 8, "dendrite": 1,
               "axon": 4}),
     "microcircuit": ("cortical microcircuit benchmark size (a GPU's)",
-                     {"width": 18, "height": 18, "depth": 4, "cells": 60, "inputs": 256,
+                     {"width": 22, "height": 22, "depth": 4, "cells": 40, "inputs": 256,
                       "dendrite": 3, "axon": 8}),
     "large": ("fills a 64-80 GB GPU",
-              {"width": 40, "height": 40, "depth": 4, "cells": 64, "inputs": 1024,
+              {"width": 34, "height": 34, "depth": 4, "cells": 64, "inputs": 1024,
                "dendrite": 3, "axon": 8}),
 }
 
@@ -118,21 +118,21 @@ def _columns_within(d: dict[str, Any]) -> int:
 
 def synapse_count(d: dict[str, Any]) -> int:
     """Synapses that can carry weight: input → first layer, layer → next
-    layer and lateral within a layer (no self-synapses), each within
-    dendrite reach."""
+    layer (forward), layer → layer before (feedback) and lateral within a
+    layer (no self-synapses), each within dendrite reach."""
     cells, depth = d["cells"], d["depth"]
     columns = d["width"] * d["height"]
     feed_in = d["inputs"] * columns * cells
     pairs = _columns_within(d)  # ordered column pairs within reach
-    forward = (depth - 1) * pairs * cells * cells
+    forward = feedback = (depth - 1) * pairs * cells * cells
     lateral = depth * (pairs * cells * cells - columns * cells)
-    return feed_in + forward + lateral
+    return feed_in + forward + feedback + lateral
 
 
 def slots_per_row(d: dict[str, Any]) -> int:
-    """``K``: outgoing slots of a neuron (lateral and forward, every offset
-    within dendrite reach, every cell); see ``connectivity``."""
-    return 2 * (2 * d["dendrite"] + 1) ** 2 * d["cells"]
+    """``K``: outgoing slots of a neuron (lateral, forward and feedback, every
+    offset within dendrite reach, every cell); see ``connectivity``."""
+    return 3 * (2 * d["dendrite"] + 1) ** 2 * d["cells"]
 
 
 def first_layer_size(d: dict[str, Any]) -> int:

@@ -131,6 +131,7 @@ class Sheet:
         if state is None:
             self.generator.manual_seed(seed)
             self.t = 0
+            self.modulator = 1.0
             self.membrane = torch.zeros(self.neurons, device=dev)
             self.refractory = torch.zeros(self.neurons, dtype=torch.int32, device=dev)
             self.pre_trace = torch.zeros(self.sources, device=dev)
@@ -165,6 +166,13 @@ class Sheet:
 
             raise InstanceFileError("abraxas state lacks its step counter 't'")
         self.t = t
+        modulator = state.values.get("modulator", 1.0)
+        if isinstance(modulator, bool) or not isinstance(modulator, (int, float)) \
+                or not 0 <= modulator < float("inf"):
+            from hera.errors import InstanceFileError
+
+            raise InstanceFileError(f"abraxas state has a bad modulator {modulator!r}")
+        self.modulator = float(modulator)
         if state.values.get("rng_device", "cpu") == self.device.type:
             self.generator.set_state(state.tensors["rng"].clone())
         else:
@@ -178,7 +186,7 @@ class Sheet:
                for name in STATE if name != "rng"}
         cpu["rng"] = self.generator.get_state().to("cpu")
         learned = {name: getattr(self, name).to("cpu", copy=True) for name in LEARNED}
-        values = {"t": self.t, "rng_device": self.device.type}
+        values = {"t": self.t, "rng_device": self.device.type, "modulator": self.modulator}
         return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
     # -- stepping ------------------------------------------------------------
@@ -201,7 +209,7 @@ class Sheet:
         synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
                     self.incoming_source]
         values = [self.decay_m, float(d["threshold"]), float(d["theta_plus"]), self.decay_theta,
-                  self.decay_trace, float(d["noise"]), float(d["a_plus"]), float(d["a_minus"]),
+                  self.decay_trace, float(d["noise"]), *self._rates(),
                   float(d["w_max"]), float(d["w_budget"]), SCALE]
         sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
                  layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
@@ -231,7 +239,7 @@ class Sheet:
         # a neuron that fires potentiates its incoming synapses by their
         # sources' traces (then synaptic scaling); a source that fires
         # depresses its outgoing synapses by their targets' traces.
-        w = (float(d["a_plus"]), float(d["a_minus"]), float(d["w_max"]), float(d["w_budget"]))
+        w = (*self._rates(), float(d["w_max"]), float(d["w_budget"]))
         neuron_batches, input_batches = self._batches(fired), self._batches(fired_inputs)
         for rows in neuron_batches:
             self._potentiate(self.weight_buffer, self.pre_trace, rows, self.incoming_weight,
@@ -265,7 +273,23 @@ class Sheet:
             return [rows]
         return list(rows.split(layouts.ROWS_AT_ONCE))
 
+    def _rates(self) -> tuple[float, float]:
+        """``(a_plus, a_minus)`` gated by the neuromodulator."""
+        d = self.definition
+        return float(d["a_plus"]) * self.modulator, float(d["a_minus"]) * self.modulator
+
     # -- input and output ----------------------------------------------------
+
+    def set_modulator(self, level: float) -> None:
+        """Set the neuromodulator (reward) level that multiplies both
+        learning rates from the next step on: 1 is plain always-on STDP, 0
+        stops learning, 2 learns twice as fast.
+
+        :raises HeraError: for a negative or non-finite level.
+        """
+        if not 0 <= level < float("inf"):
+            raise HeraError(f"a reward level must be a finite number >= 0, not {level!r}")
+        self.modulator = float(level)
 
     def set_input(self, values: list[float]) -> None:
         """Drive the input channels: ``values`` in [0, 1] scale ``max_rate``;

@@ -270,6 +270,7 @@ def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overri
     for backend in ("torch", "cpp"):
         sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend=backend)
         sheet.set_input([1.0, 0.2, 0.7])
+        sheet.set_modulator(1.0 + (seed % 3) / 3)
         sheet.run(a)
         sheet.run(b)
         sheets.append(sheet)
@@ -281,3 +282,38 @@ def test_the_cpp_backend_refuses_other_devices(cpp_backend):
     d = layouts.definition_for("example", {})
     with pytest.raises(ValueError, match="runs on the CPU"):
         Sheet(d, model.zero_parameters(d), None, "meta", 1, backend="cpp")
+
+
+def test_a_reward_line_gates_plasticity():
+    """``reward X`` through the input hook sets the neuromodulator: 0 stops
+    learning (weights frozen while the sheet runs on), a higher level learns
+    faster, and the level is part of the saved state."""
+    from hera.errors import HeraError
+    from hera.plugins import load_plugins
+
+    hook = load_plugins().hook
+
+    def feed(sheet: Sheet, line: str) -> None:
+        assert hook.hera_encode_input(family="abraxas", agent=sheet, line=line) is True
+
+    sheet = _sheet(seed=4, noise=1.0)
+    sheet.run(200)
+    feed(sheet, "reward 0")
+    frozen = sheet.snapshot()
+    sheet.run(200)
+    after = sheet.snapshot()
+    assert torch.equal(frozen.tensors["weights"], after.tensors["weights"])
+    assert torch.equal(frozen.tensors["input_weights"], after.tensors["input_weights"])
+    assert not torch.equal(frozen.state.tensors["membrane"], after.state.tensors["membrane"])
+    assert after.state.values["modulator"] == 0.0 and _reload(sheet).modulator == 0.0
+
+    gains = []
+    for line in ("reward 1", "reward 3"):
+        fresh = _sheet(seed=4, noise=1.0)
+        feed(fresh, line)
+        fresh.run(150)
+        gains.append(float(fresh.weights.sum() + fresh.input_weights.sum()))
+    assert gains[1] > gains[0] > 0
+    with pytest.raises(HeraError, match="finite number >= 0"):
+        feed(sheet, "reward -1")
+    assert codec.reward_level("reward 0.5") == 0.5 and codec.reward_level("rewards 1") is None

@@ -106,7 +106,7 @@ def test_grow_serialize_load_round_trips_and_runs(tmp_path_factory, old, more):
 def test_a_dead_instance_grows_too():
     d = layouts.definition_for("example", {})
     grown = grow(d, model.zero_parameters(d), None, {"cells": 8})
-    assert grown.state is None and grown.tensors["weights"].shape == (3 * 3 * 2 * 8, 2 * 9 * 8)
+    assert grown.state is None and grown.tensors["weights"].shape == (3 * 3 * 2 * 8, 3 * 9 * 8)
     assert grown.tensors["input_weights"].shape == (16, 3 * 3 * 8)
 
 
