@@ -59,28 +59,34 @@ class Sheet:
         #: Who computes the step: "cpp", the compiled CPU step (the default
         #: on a CPU where it builds), hera.kernels' "triton" (the default on
         #: CUDA) or "torch" (their references); all give the same bits.
-        self.backend = backend or os.environ.get("HERA_ABRAXAS_BACKEND") or \
-            default_backend(self.device)
-        if not (backend or os.environ.get("HERA_ABRAXAS_BACKEND")) and self.device.type == "cpu":
-            from hera_family_abraxas.cpu_backend import available
+        requested = backend or os.environ.get("HERA_ABRAXAS_BACKEND")
+        self._compiled = None
+        if requested is None:
+            self.backend = default_backend(self.device)
+            if self.device.type == "cpu":
+                from hera_family_abraxas.cpu_backend import available
 
-            self._compiled = available()
-            if self._compiled is not None:
-                self.backend = "cpp"
-        elif self.backend == "cpp":
+                self._compiled = available()
+                self.backend = "torch" if self._compiled is None else "cpp"
+        elif requested == "cpp":
             if self.device.type != "cpu":
-                raise ValueError(f"the abraxas cpp backend runs on the CPU, not {self.device}")
+                raise HeraError(f"the abraxas cpp backend runs on the CPU, not {self.device}")
             from hera_family_abraxas.cpu_backend import compiled
 
             try:
                 self._compiled = compiled()
             except RuntimeError as error:
                 raise HeraError(str(error)) from error
-        elif self.backend not in BACKENDS:
-            raise HeraError(f"abraxas has no backend {self.backend!r} (HERA_ABRAXAS_BACKEND: "
+            self.backend = "cpp"
+        elif requested not in BACKENDS:
+            raise HeraError(f"abraxas has no backend {requested!r} (HERA_ABRAXAS_BACKEND: "
                             f"{', '.join(BACKENDS)})")
         else:
-            check_backend(self.backend, self.device)
+            try:
+                check_backend(requested, self.device)
+            except (ValueError, RuntimeError) as error:
+                raise HeraError(f"abraxas cannot step on {requested}: {error}") from error
+            self.backend = requested
         # The step loop calls the chosen implementation directly: the sheet
         # builds and checks its own tensors (_expect), so the public
         # functions' per-call checks would only cost time every step.

@@ -278,10 +278,16 @@ def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overri
     assert sheets[1].t == a + b
 
 
-def test_the_cpp_backend_refuses_other_devices(cpp_backend):
+def test_a_backend_that_cannot_run_is_one_clear_error(cpp_backend):
+    from hera.errors import HeraError
+
     d = layouts.definition_for("example", {})
-    with pytest.raises(ValueError, match="runs on the CPU"):
+    with pytest.raises(HeraError, match="runs on the CPU"):
         Sheet(d, model.zero_parameters(d), None, "meta", 1, backend="cpp")
+    with pytest.raises(HeraError, match="cannot step on triton"):
+        Sheet(d, model.zero_parameters(d), None, "cpu", 1, backend="triton")
+    with pytest.raises(HeraError, match="no backend 'cuda'"):
+        Sheet(d, model.zero_parameters(d), None, "cpu", 1, backend="cuda")
 
 
 def test_a_reward_line_gates_plasticity():
