@@ -62,13 +62,29 @@ def slots(d: dict[str, Any], device: torch.device | str = "cpu") -> Slots:
     return Slots(projection, layer_step, dy, dx, cell, delay.to(torch.int32))
 
 
-def _coordinates(d: dict[str, Any], n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def coordinates(d: dict[str, Any], n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(layer, y, x, cell)`` of neuron numbers ``n``."""
     cells, w, h = d["cells"], d["width"], d["height"]
     return n // (cells * w * h), (n // (cells * w)) % h, (n // cells) % w, n % cells
 
 
-def _index(d: dict[str, Any], layer, y, x, cell) -> torch.Tensor:
+def neuron_index(d: dict[str, Any], layer, y, x, cell) -> torch.Tensor:
+    """The neuron number of ``(layer, y, x, cell)`` in the sheet of ``d``."""
     return ((layer * d["height"] + y) * d["width"] + x) * d["cells"] + cell
+
+
+def _across(d: dict[str, Any], s: Slots, n: torch.Tensor, sign: int
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For neurons ``n`` (a column) and every slot: the neuron at the slot's
+    offset (``sign`` +1: the slot's target; −1: the source whose slot of
+    this offset reaches ``n``), in the slot's cell; whether it exists; and
+    the cells of ``n``."""
+    layer, y, x, cell = coordinates(d, n)
+    ol, oy, ox = layer + sign * s.layer_step, y + sign * s.dy, x + sign * s.dx
+    valid = ((ol >= 0) & (ol < d["depth"]) & (oy >= 0) & (oy < d["height"]) & (ox >= 0)
+             & (ox < d["width"]))
+    valid &= ~((s.projection == 0) & (s.dy == 0) & (s.dx == 0) & (s.cell == cell))
+    return neuron_index(d, ol, oy, ox, s.cell), valid, cell
 
 
 def targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -78,12 +94,7 @@ def targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tens
     out = torch.empty(n_all, s.delay.numel(), dtype=torch.int32, device=device)
     for start in range(0, n_all, _CHUNK):
         n = torch.arange(start, min(n_all, start + _CHUNK), device=device)[:, None]
-        layer, y, x, cell = _coordinates(d, n)
-        tl, ty, tx = layer + s.layer_step, y + s.dy, x + s.dx
-        valid = ((tl >= 0) & (tl < d["depth"]) & (ty >= 0) & (ty < d["height"]) & (tx >= 0)
-                 & (tx < d["width"]))
-        valid &= ~((s.projection == 0) & (s.dy == 0) & (s.dx == 0) & (s.cell == cell))
-        target = _index(d, tl, ty, tx, s.cell)
+        target, valid, _ = _across(d, s, n, +1)
         out[start:start + n.shape[0]] = torch.where(valid, target, -1)
     return out
 
@@ -116,14 +127,10 @@ def incoming(d: dict[str, Any], device: torch.device | str = "cpu"
     for start in range(0, n_all, _CHUNK):
         j = torch.arange(start, min(n_all, start + _CHUNK), device=device)[:, None]
         rows = slice(start, start + j.shape[0])
-        layer, y, x, cell = _coordinates(d, j)
-        from_input = (layer == 0) & (channel >= 0)
+        from_input = (j < first) & (channel >= 0)
         weight[rows, :inputs] = torch.where(from_input, channel * first + j, -1)
         source[rows, :inputs] = torch.where(from_input, channel, -1)
-        sl, sy, sx = layer - s.layer_step, y - s.dy, x - s.dx
-        valid = (sl >= 0) & (sl < d["depth"]) & (sy >= 0) & (sy < d["height"]) & (sx >= 0) & (sx < d["width"])
-        valid &= ~((s.projection == 0) & (s.dy == 0) & (s.dx == 0) & (s.cell == cell))
-        neuron = _index(d, sl, sy, sx, s.cell)
+        neuron, valid, cell = _across(d, s, j, -1)
         slot = m - s.cell + cell
         weight[rows, inputs:] = torch.where(valid, input_size + neuron * k_all + slot, -1)
         source[rows, inputs:] = torch.where(valid, inputs + neuron, -1)

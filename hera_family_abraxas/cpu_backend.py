@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Bumped whenever cpu_step.cpp changes, so a cached build is never reused.
+#: The extension's name in PyTorch's cache; the loader rebuilds it by itself
+#: when the source or the flags change.
 _BUILD = "hera_abraxas_cpu_step_4"
 
 
 def _built() -> bool:
-    """Whether the extension loader already holds a build of this step."""
+    """Whether the extension loader holds a build of this step (only to
+    announce a build; a stale one is rebuilt all the same)."""
     from torch.utils.cpp_extension import _get_build_directory
 
     return any(Path(_get_build_directory(_BUILD, verbose=False)).glob(f"{_BUILD}*.so"))

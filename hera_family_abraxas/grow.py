@@ -44,12 +44,7 @@ def grown_definition(definition: dict[str, Any], changes: dict[str, Any]) -> dic
 def neuron_map(old: dict[str, Any], new: dict[str, Any]) -> torch.Tensor:
     """For each old neuron, its index in the grown sheet."""
     n = torch.arange(layouts.neuron_count(old))
-    cells, width, height = old["cells"], old["width"], old["height"]
-    cell = n % cells
-    x = (n // cells) % width
-    y = (n // (cells * width)) % height
-    layer = n // (cells * width * height)
-    return ((layer * new["height"] + y) * new["width"] + x) * new["cells"] + cell
+    return connectivity.neuron_index(new, *connectivity.coordinates(old, n))
 
 
 def source_map(old: dict[str, Any], new: dict[str, Any]) -> torch.Tensor:

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
+from hera.errors import HeraError, InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
-from hera.errors import HeraError
 from hera.kernels import check_backend, default_backend
 from hera.kernels.deliver_spikes import DEFAULT_SCALE
 from hera_family_abraxas import connectivity, layouts
@@ -168,15 +168,10 @@ class Sheet:
                 setattr(self, name, state.tensors[name].to(self.device, copy=True))
         t = state.values.get("t")
         if type(t) is not int or t < 0:
-            from hera.errors import InstanceFileError
-
             raise InstanceFileError("abraxas state lacks its step counter 't'")
         self.t = t
         modulator = state.values.get("modulator", 1.0)
-        if isinstance(modulator, bool) or not isinstance(modulator, (int, float)) \
-                or not 0 <= modulator < float("inf"):
-            from hera.errors import InstanceFileError
-
+        if isinstance(modulator, bool) or not _level(modulator):
             raise InstanceFileError(f"abraxas state has a bad modulator {modulator!r}")
         self.modulator = float(modulator)
         if state.values.get("rng_device", "cpu") == self.device.type:
@@ -245,16 +240,17 @@ class Sheet:
         # a neuron that fires potentiates its incoming synapses by their
         # sources' traces (then synaptic scaling); a source that fires
         # depresses its outgoing synapses by their targets' traces.
-        w = (*self._rates(), float(d["w_max"]), float(d["w_budget"]))
+        a_plus, a_minus = self._rates()
+        w_max, budget = float(d["w_max"]), float(d["w_budget"])
         neuron_batches, input_batches = self._batches(fired), self._batches(fired_inputs)
         for rows in neuron_batches:
             self._potentiate(self.weight_buffer, self.pre_trace, rows, self.incoming_weight,
-                             self.incoming_source, w[0], w[2], w[3], SCALE)
+                             self.incoming_source, a_plus, w_max, budget, SCALE)
         for rows in neuron_batches:
-            self._depress(self.weights, self.targets, rows, self.post_trace, w[1], w[2])
+            self._depress(self.weights, self.targets, rows, self.post_trace, a_minus, w_max)
         for rows in input_batches:
-            self._depress(self.input_weights, self.input_targets, rows, self.post_trace, w[1],
-                          w[2])
+            self._depress(self.input_weights, self.input_targets, rows, self.post_trace, a_minus,
+                          w_max)
         # Spikes leave with the weights after this step's learning.
         for rows in neuron_batches:
             self._deliver(self.ring, t, rows, self.targets, self.weights, self.delays, SCALE)
@@ -293,7 +289,7 @@ class Sheet:
 
         :raises HeraError: for a negative or non-finite level.
         """
-        if not 0 <= level < float("inf"):
+        if not _level(level):
             raise HeraError(f"a reward level must be a finite number >= 0, not {level!r}")
         self.modulator = float(level)
 
@@ -313,10 +309,13 @@ class Sheet:
         return counts
 
 
+def _level(value: Any) -> bool:
+    """Whether ``value`` is a usable neuromodulator level: a finite number >= 0."""
+    return isinstance(value, (int, float)) and 0 <= value < float("inf")
+
+
 def _expect(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...] | None,
             dtype: torch.dtype) -> None:
-    from hera.errors import InstanceFileError
-
     tensor = tensors.get(name)
     if tensor is None:
         raise InstanceFileError(f"abraxas tensor {name!r} is missing")
