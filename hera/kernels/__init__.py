@@ -9,6 +9,10 @@ edited to match a kernel; ``triton_kernel.py`` is the GPU version;
 
 Ops (all update their state tensors in place):
 
+``fill_uniform(out, key)``, ``fill_normal(out, key)``
+    Counter-based random numbers: element ``i`` is a hash of the stream's
+    key (``stream_key(seed, step, stream)``) and ``i``, so a model keeps no
+    generator state and draws the same numbers on every device.
 ``decay_accumulate(trace, decay, events)``
     ``trace <- trace * decay + events`` — synaptic traces, eligibility traces,
     any first-order low-pass filter of spikes.
@@ -30,8 +34,8 @@ Ops (all update their state tensors in place):
     spiked gain ``a_plus`` times their source's presynaptic trace, then are
     scaled down to a budget measured in fixed point (synaptic scaling).
 
-A step of a family reads ``take_slot`` → ``lif_wta_step`` → ``deliver_spikes``
-of the neurons that fired → ``decay_accumulate`` of the traces; a learning
+A step of a family reads ``fill_normal`` (noise) → ``take_slot`` →
+``lif_wta_step`` → ``deliver_spikes`` of the neurons that fired → ``decay_accumulate`` of the traces; a learning
 step adds ``depress_rows`` and ``potentiate_incoming`` of the neurons that
 fired.
 
