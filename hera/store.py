@@ -4,7 +4,9 @@ another user) and their pid-files."""
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,10 @@ from hera.pidfile import Holder, PidLock, read_holder
 
 #: pid-file ops of an agent's own process: loading it, or running its loop.
 UP_OPS = ("starting", "up")
+
+#: Names of agent files kept in an older data format of their family (see
+#: :meth:`AgentStore.keep_older_format`); they are not installed agents.
+_OLDER_FORMAT_NAME = re.compile(r"\.format[0-9]+\.json$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,11 @@ class AgentStore:
         """Where a detached agent's output goes."""
         return self.run_dir / f"{agent_id}.log"
 
+    def older_format_path(self, agent_id: str, data_format: int) -> Path:
+        """Where the agent's file as it was in ``data_format`` of its family
+        is kept once it has been upgraded."""
+        return self.dir / f"{agent_id}.format{data_format}.json"
+
     def has(self, agent_id: str) -> bool:
         return self.path(agent_id).is_file()
 
@@ -96,6 +107,8 @@ class AgentStore:
             return []
         found = []
         for path in sorted(self.dir.glob("*.json")):
+            if _OLDER_FORMAT_NAME.search(path.name):
+                continue
             try:
                 found.append(read_header(path))
             except InstanceFileError as exc:
@@ -145,17 +158,32 @@ class AgentStore:
 
     def save(self, instance: InstanceFile) -> Path:
         """Write the agent's file atomically."""
-        places.ensure_private_dir(self.dir, self.owner)
         path = self.path(instance.id)
+        self._write(path, instance.chunks())
+        return path
+
+    def keep_older_format(self, agent_id: str, data_format: int) -> Path:
+        """Copy the agent's file, written in ``data_format`` of its family, to
+        :meth:`older_format_path` byte for byte before the first save over
+        it. Written once, atomically: a copy that exists is never replaced."""
+        kept = self.older_format_path(agent_id, data_format)
+        if not kept.exists():
+            atomic.remove_leftovers(kept)
+            self._write(kept, [self.path(agent_id).read_bytes()])
+        return kept
+
+    def _write(self, path: Path, chunks: Iterable[bytes]) -> None:
+        """Write ``path`` in the store atomically, owned by the scope's
+        owner; a failure is one line."""
+        places.ensure_private_dir(self.dir, self.owner)
         try:
-            instance.write(path)
+            atomic.write_atomically(path, chunks)
             if self.owner is not None:
                 os.chown(path, *self.owner)
         except PermissionError:
             raise HeraError(f"cannot write {path}: permission denied") from None
         except OSError as exc:
             raise HeraError(f"cannot write {path}: {exc.strerror}") from None
-        return path
 
     def load(self, agent_id: str) -> InstanceFile:
         """Read and check the agent's file."""
