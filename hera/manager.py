@@ -91,16 +91,62 @@ def running_target(store: AgentStore, file: str | None, ident: str | None,
 
 
 def check_family(plugins: Plugins, instance: InstanceFile) -> FamilyInfo:
-    """The installed family of ``instance``, refusing an unknown family or
-    one whose data format differs from the file's."""
+    """The installed family of ``instance``, refusing an unknown family or a
+    data format that it neither reads nor upgrades from (the content of a
+    file it upgrades from is converted by :func:`upgrade` where it is used)."""
     info = plugins.family(instance.family)
     wanted = instance.meta["family"]["data_format"]
-    if info.data_format != wanted:
+    if wanted != info.data_format and wanted not in info.upgrades_from:
+        readable = sorted({info.data_format, *info.upgrades_from})
+        formats = f"format {readable[0]}" if len(readable) == 1 else \
+            f"formats {', '.join(map(str, readable[:-1]))} and {readable[-1]}"
         raise InstanceFileError(
             f"agent {instance.id} was written by {info.name} data format {wanted}, "
-            f"but the installed {info.name} {info.version} reads format {info.data_format}"
+            f"but the installed {info.name} {info.version} reads {formats}"
         )
     return info
+
+
+def upgrade(plugins: Plugins, instance: InstanceFile, store: AgentStore | None = None) -> int | None:
+    """Check the family of ``instance`` and bring the agent, in place, to the
+    installed family's data format through its ``hera_upgrade``.
+
+    Call it wherever an agent's content is used (``up``, ``grow``), so that a
+    family only ever sees its current format. The meta's family version and
+    data format become the installed family's, so the next save writes the
+    new format. With ``store`` (``instance`` is the store's copy and the
+    caller holds the agent's lock), the store's file is first kept as it is
+    (:meth:`AgentStore.keep_older_format`), so that the save loses nothing.
+
+    :return: the data format the agent was upgraded from, or ``None`` when
+        it was already current.
+    :raises InstanceFileError: the family cannot read the format, or its
+        ``hera_upgrade`` failed or did not answer; nothing is written then.
+    """
+    info = check_family(plugins, instance)
+    old = instance.meta["family"]["data_format"]
+    if old == info.data_format:
+        return None
+    tensors, state = instance.tensors(), instance.state()
+    failed = f"{info.name} {info.version} could not upgrade agent {instance.id} from data format {old}"
+    try:
+        upgraded = plugins.hook.hera_upgrade(
+            family=instance.family, data_format=old, definition=dict(instance.definition),
+            tensors=tensors, state=state)
+        if upgraded is not None:
+            instance.definition = dict(upgraded.definition)
+            instance.set_tensors(upgraded.tensors, upgraded.state)
+    except Exception as exc:  # noqa: BLE001 - a family's failure is one line; the file stays
+        why = exc.message if isinstance(exc, HeraError) else f"{type(exc).__name__}: {exc}"
+        raise InstanceFileError(f"{failed}: {why}") from exc
+    if upgraded is None:
+        raise InstanceFileError(f"{failed}: it lists that format in upgrades_from, "
+                                "but its hera_upgrade gave nothing")
+    if store is not None:
+        store.keep_older_format(instance.id, old)
+    instance.meta["family"] = {"name": info.name, "version": info.version,
+                               "data_format": info.data_format}
+    return old
 
 
 # -- build -----------------------------------------------------------------------
@@ -273,7 +319,7 @@ def grow(plugins: Plugins, target: Target, changes: dict[str, Any]) -> InstanceF
     lock = store.lock(target.id, op="grow")
     try:
         instance = store.load(target.id)
-        check_family(plugins, instance)
+        upgrade(plugins, instance, store)
         grown = plugins.hook.hera_grow(
             family=instance.family, definition=dict(instance.definition),
             tensors=instance.tensors(), state=instance.state(), changes=dict(changes),

@@ -1,7 +1,8 @@
 """``up``: load an agent, run its inner loop, save it on the way out.
 
 Order (after supervisor): take the agent's lock → pick and check the device
-→ install on first up → check resources (the family's ``hera_simulate``)
+→ upgrade a file of an older data format (keeping the store's original) →
+install on first up → check resources (the family's ``hera_simulate``)
 against the device → load → bind the control channel → record pid, mode and
 socket in the pid-file → (daemon: tell the waiting parent) → loop → save
 (unless SIGABRT) → remove socket and pid-file → for SIGQUIT/SIGABRT, end
@@ -24,7 +25,7 @@ from hera.errors import HeraError
 from hera.hooks.types import ResourceReport
 from hera.instance import InstanceFile
 from hera.loop import Loop
-from hera.manager import Target, check_family, install_unlocked, now_iso
+from hera.manager import Target, install_unlocked, now_iso, upgrade
 from hera.output import human_bytes, human_count
 from hera.plugins import Plugins
 from hera.session import AgentSession
@@ -108,11 +109,16 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             if not installed and target.file is None:
                 raise HeraError(f"agent {target.id} is no longer installed")
             instance = store.load(target.id) if installed else InstanceFile.read(target.file)
-            check_family(plugins, instance)
+            older = upgrade(plugins, instance, store if installed else None)
             check_fits(resource_report(plugins, instance, device), device)  # before installing
             if not installed:
                 install_unlocked(instance, store)
                 tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
+            if older is not None:
+                tell(f"upgraded {instance.id} ({instance.callsign}) from {instance.family} data "
+                     f"format {older} to {instance.meta['family']['data_format']}"
+                     + (f"; the older file is kept as {store.older_format_path(target.id, older)}"
+                        if installed else ""))
             lock.record(op="starting", device=device, mode=options.mode)
             loaded = plugins.hook.hera_load(
                 family=instance.family, definition=dict(instance.definition),

@@ -113,6 +113,27 @@ def world(tmp_path: Path) -> HeraWorld:
     return make_world(tmp_path)
 
 
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """Private data and runtime dirs for in-process lifecycle calls."""
+    monkeypatch.setenv("HERA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HERA_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tally():
+    """A plugin manager holding only the test family; unregistered after."""
+    from hera.plugins import create_manager
+    from tests import tally_family
+
+    plugins = create_manager()
+    plugins.register(tally_family, "tally")
+    yield plugins
+    plugins.manager.unregister(name="tally")
+
+
 def compiler_here() -> bool:
     """Whether a C++ compiler is on PATH (abraxas can build its compiled step)."""
     import shutil

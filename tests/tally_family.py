@@ -1,7 +1,11 @@
 """A tiny family defined by the tests, to show that hera's core needs no
 abraxas: one vector of counters (learned), an accumulator of random draws
 and the generator's state (dynamic). Tests write this source into a
-``hera_family_tally`` package or register the module directly."""
+``hera_family_tally`` package or register the module directly.
+
+Its data format 1 stores the counters as float64; format 2 stores them as
+int64 and upgrades format-1 files. It writes format 1 unless a test sets
+``DATA_FORMAT = 2`` (in the module, or in the source it writes out)."""
 
 from __future__ import annotations
 
@@ -10,11 +14,19 @@ from hera.hooks import (Built, DynamicState, FamilyInfo, LayoutInfo, LoadedAgent
                         ResourceReport, Snapshot, hookimpl)
 
 NAME = "tally"
+DATA_FORMAT = 1
+
+
+def _counts_dtype():
+    import torch
+
+    return torch.float64 if DATA_FORMAT == 1 else torch.int64
 
 
 @hookimpl
 def hera_family():
-    return FamilyInfo(name=NAME, version="0.0.1", summary="counters for tests")
+    return FamilyInfo(name=NAME, version=f"0.0.{DATA_FORMAT}", data_format=DATA_FORMAT,
+                      summary="counters for tests", upgrades_from=tuple(range(1, DATA_FORMAT)))
 
 
 @hookimpl
@@ -33,7 +45,7 @@ def hera_build(family, layout, overrides, seed):
     if layout != "example":
         raise DefinitionError(f"tally has no layout {layout!r}")
     definition = {"size": 4, **overrides}
-    return Built(definition, {"counts": torch.zeros(definition["size"], dtype=torch.float64)})
+    return Built(definition, {"counts": torch.zeros(definition["size"], dtype=_counts_dtype())})
 
 
 @hookimpl
@@ -53,11 +65,22 @@ def hera_grow(family, definition, tensors, state, changes):
     if size < definition["size"]:
         raise DefinitionError(f"tally cannot shrink size {definition['size']} to {size}")
     pad = size - definition["size"]
-    grown = {"counts": torch.cat([tensors["counts"], torch.zeros(pad, dtype=torch.float64)])}
+    counts = tensors["counts"]
+    grown = {"counts": torch.cat([counts, torch.zeros(pad, dtype=counts.dtype)])}
     if state is not None:
         acc = torch.cat([state.tensors["acc"], torch.zeros(pad, dtype=torch.float64)])
         state = DynamicState({"acc": acc, "rng": state.tensors["rng"]}, dict(state.values))
     return Snapshot({**definition, "size": size}, grown, state)
+
+
+@hookimpl
+def hera_upgrade(family, data_format, definition, tensors, state):
+    if family != NAME:
+        return None
+    import torch
+
+    counts = tensors["counts"].round().to(torch.int64)  # format 1 -> 2: whole counters
+    return Snapshot(dict(definition), {"counts": counts}, state)
 
 
 class Counter:

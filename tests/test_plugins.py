@@ -14,30 +14,12 @@ from hera import manager, runner
 from hera.errors import HeraError
 from hera.hooks import hookimpl, specs
 from hera.places import Scope
-from hera.plugins import create_manager, load_plugins
+from hera.plugins import load_plugins
 from hera.store import AgentStore
 from tests import tally_family
 
 TALLY_SOURCE = Path(tally_family.__file__).read_text()
 HOOKS = sorted(n for n in dir(specs) if n.startswith("hera_"))
-
-
-@pytest.fixture
-def places(tmp_path, monkeypatch):
-    """Private data and runtime dirs for in-process lifecycle calls."""
-    monkeypatch.setenv("HERA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("HERA_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-def tally():
-    """A plugin manager holding only the test family; unregistered after."""
-    plugins = create_manager()
-    plugins.register(tally_family, "tally")
-    yield plugins
-    plugins.manager.unregister(name="tally")
 
 
 class StepRecorder:
@@ -84,6 +66,12 @@ def test_every_hook_answers_for_its_family_and_none_for_others(places, tally):
     assert hook.hera_decode_output(family="tally", agent=loaded.handle) == "5 5 5 5"
     snap = hook.hera_serialize(family="tally", agent=loaded.handle)
     assert snap.state.values["inputs"] == ["hello"]
+    upgraded = hook.hera_upgrade(family="tally", data_format=1, definition=snap.definition,
+                                 tensors=snap.tensors, state=snap.state)
+    assert upgraded.tensors["counts"].dtype == torch.int64
+    assert upgraded.tensors["counts"].tolist() == [5, 5, 5, 5]
+    assert hook.hera_upgrade(family="other", data_format=1, definition=snap.definition,
+                             tensors=snap.tensors, state=snap.state) is None
     for name in HOOKS:
         if name != "hera_family":
             assert getattr(hook, name).spec.opts.get("firstresult"), name

@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
             "name": info.name,
             "version": info.version,
             "data_format": info.data_format,
+            "upgrades_from": list(info.upgrades_from),
             "summary": info.summary,
             "found": source.kind,
             "location": source.location,

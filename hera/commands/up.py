@@ -92,11 +92,11 @@ def simulate(plugins, target, device_name: str | None) -> int:
     """``up --simulate``: every resource calculation, nothing loaded."""
     from hera import devices, runner
     from hera.instance import InstanceFile
-    from hera.manager import check_family
+    from hera.manager import upgrade
     from hera.output import human_bytes, print_table
 
     instance = target.store.load(target.id) if target.installed else InstanceFile.read(target.file)
-    check_family(plugins, instance)
+    upgrade(plugins, instance)  # in memory: the report is for the current format
     device = devices.choose_device(device_name)
     report = runner.resource_report(plugins, instance, device)
     if report is None:

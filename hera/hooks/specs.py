@@ -11,7 +11,8 @@ plugin module must not import torch at module level: ``hera families`` and
 ``hera layouts`` load every plugin and must stay fast. Import it inside the
 hooks that need it (``hera_build``, ``hera_load``, ...).
 
-Grouped by lifecycle phase: discovery, build, resources and growth, running.
+Grouped by lifecycle phase: discovery, build, resources and growth, upgrade,
+running.
 """
 
 from __future__ import annotations
@@ -139,6 +140,45 @@ def hera_grow(
         ``family``. Stops at the first non-``None`` result.
 
     .. versionadded:: 0.1
+    """
+
+
+# -- upgrade -----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def hera_upgrade(
+    family: str,
+    data_format: int,
+    definition: "dict[str, Any]",
+    tensors: "dict[str, torch.Tensor]",
+    state: "DynamicState | None",
+) -> "Snapshot | None":
+    """Convert an agent written in an older data format of the family.
+
+    hera calls it where it loads a file whose ``data_format`` is one of
+    :attr:`~hera.hooks.types.FamilyInfo.upgrades_from` (``up``, ``up
+    --simulate``, ``grow``), before any other hook sees the agent, so those
+    hooks only ever get the current format. What it learned must survive
+    the conversion: same weights, same state, in the new layout. The next
+    save writes the current format; the store's file in the old format is
+    kept beside it as ``<id>.format<N>.json``. Raise
+    :class:`~hera.errors.InstanceFileError` for content that cannot be
+    converted; any failure, or ``None`` for a format the family listed,
+    refuses the agent in one line and leaves its file as it was.
+
+    :param family: the family asked for.
+    :param data_format: the format the file was written in (one of
+        ``upgrades_from``).
+    :param definition: the definition as stored in that format.
+    :param tensors: the learned parameters as stored (CPU).
+    :param state: the dynamic state as stored, or ``None`` if it never ran.
+    :return: the agent in the family's current ``data_format`` (CPU
+        tensors; keep ``state=None`` for a dead agent), or ``None`` when
+        this plugin is not ``family``. Stops at the first non-``None``
+        result.
+
+    .. versionadded:: 0.2
     """
 
 

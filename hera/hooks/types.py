@@ -20,14 +20,20 @@ class FamilyInfo:
     :param name: the family's name as users type it (``--family NAME``).
     :param version: the family package's version.
     :param data_format: version of the family's tensor layout inside instance
-        files; a file written with another ``data_format`` is refused.
+        files, the format it writes; a file written with another
+        ``data_format`` is refused unless it is in ``upgrades_from``.
     :param summary: one line shown by ``hera families``.
+    :param upgrades_from: older data formats the family's ``hera_upgrade``
+        converts to ``data_format``; hera upgrades such a file where it loads
+        it (``up``, ``grow``), keeping the store's original as
+        ``<id>.format<N>.json`` before the first save over it.
     """
 
     name: str
     version: str
     data_format: int = 1
     summary: str = ""
+    upgrades_from: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,11 +85,13 @@ class DynamicState:
 
 @dataclass
 class Snapshot:
-    """What ``hera_serialize`` and ``hera_grow`` return: a complete agent.
+    """What ``hera_serialize``, ``hera_grow`` and ``hera_upgrade`` return: a
+    complete agent.
 
+    :param definition: the definition (changed by ``hera_grow``, converted
+        by ``hera_upgrade``).
     :param tensors: the learned parameters, CPU tensors.
     :param state: the dynamic state, or ``None`` for a dead instance.
-    :param definition: the definition (changed by ``hera_grow``).
     """
 
     definition: dict[str, Any]
