@@ -17,14 +17,17 @@ from typing import Any
 from hera.hooks import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
 
 NAME = "abraxas"
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 #: Version of the tensor layout inside instance files (see docs/abraxas.md).
-DATA_FORMAT = 2
+DATA_FORMAT = 3
 
 
 @hookimpl
 def hera_family() -> FamilyInfo:
+    from hera_family_abraxas.upgrade import READS
+
     return FamilyInfo(name=NAME, version=__version__, data_format=DATA_FORMAT,
+                      upgrades_from=READS,
                       summary="cortical columns with delays, competition and STDP")
 
 
@@ -75,6 +78,16 @@ def hera_grow(family: str, definition: dict[str, Any], tensors: dict, state: Any
     from hera_family_abraxas.grow import grow
 
     return grow(definition, tensors, state, changes)
+
+
+@hookimpl
+def hera_upgrade(family: str, data_format: int, definition: dict[str, Any], tensors: dict,
+                 state: Any):
+    if family != NAME:
+        return None
+    from hera_family_abraxas.upgrade import upgrade
+
+    return upgrade(data_format, definition, tensors, state)
 
 
 @hookimpl

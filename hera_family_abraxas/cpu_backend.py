@@ -19,7 +19,7 @@ from typing import Any
 
 #: The extension's name in PyTorch's cache; the loader rebuilds it by itself
 #: when the source or the flags change.
-_BUILD = "hera_abraxas_cpu_step_4"
+_BUILD = "hera_abraxas_cpu_step_5"
 
 
 def _built() -> bool:

@@ -1,8 +1,9 @@
 // The abraxas step as one compiled loop for the CPU: the same float32
 // operations, in the same order, as the torch backend (the kernels'
 // references in hera.kernels), so both give the same bits. Python calls
-// run_steps once per chunk of steps; only the random numbers come from
-// ATen (the instance's generator, drawn exactly as the torch backend draws).
+// run_steps once per chunk of steps. The random numbers are
+// hera.kernels.counter_random's, computed here: a pure function of the
+// agent's seed, the step, the stream and the element.
 //
 // Built with -ffp-contract=off: a fused multiply-add would round once where
 // the reference rounds twice.
@@ -24,6 +25,52 @@ struct Params {
   double budget;
   int64_t cap;
 };
+
+// hera.kernels.counter_random, as its package docstring defines it.
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+inline uint64_t stream_key(uint64_t seed, uint64_t step, uint64_t stream) {
+  return splitmix64(seed ^ splitmix64(step * 256 + stream));
+}
+
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  return x ^ (x >> 16);
+}
+
+// The streams of a step (model.NOISE_STREAM, model.INPUT_STREAM).
+constexpr uint64_t kNoiseStream = 0, kInputStream = 1;
+// float32(1 / sqrt(21845)) and the mean of four uniform bytes.
+constexpr float kNormalScale = 0x1.bb688cp-8f;
+constexpr int32_t kNormalOffset = 510;
+
+// fill_normal: the four bytes' sum, centred, times kNormalScale.
+void fill_normal(float* out, int64_t n, uint64_t key) {
+  const uint32_t lo = static_cast<uint32_t>(key), hi = static_cast<uint32_t>(key >> 32);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t x = mix32(mix32(static_cast<uint32_t>(i) + lo) ^ hi);
+    const int32_t total = static_cast<int32_t>((x & 255u) + ((x >> 8) & 255u) +
+                                               ((x >> 16) & 255u) + (x >> 24));
+    out[i] = static_cast<float>(total - kNormalOffset) * kNormalScale;
+  }
+}
+
+// fill_uniform: the top 24 bits times 2**-24, exact.
+void fill_uniform(float* out, int64_t n, uint64_t key) {
+  const uint32_t lo = static_cast<uint32_t>(key), hi = static_cast<uint32_t>(key >> 32);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t x = mix32(mix32(static_cast<uint32_t>(i) + lo) ^ hi);
+    out[i] = static_cast<float>(x >> 8) * 0x1p-24f;
+  }
+}
 
 inline int32_t quantize(float w, float scale) {
   return static_cast<int32_t>(std::floor(w * scale + 0.5f));
@@ -49,9 +96,9 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
 //        input_rates f32[I], output_counts i64[N - output_start]
 // synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
 //           incoming_weight i32|i64[N, I+K], incoming_source i32[N, I+K]
-// Returns the new step counter.
+// `seed` is the agent's (its low 64 bits are used). Returns the new step counter.
 int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> synapses,
-                  std::vector<double> values, std::vector<int64_t> sizes, at::Generator generator,
+                  std::vector<double> values, std::vector<int64_t> sizes, int64_t seed,
                   int64_t t, int64_t steps) {
   Params p;
   p.inputs = sizes[0]; p.neurons = sizes[1]; p.first = sizes[2]; p.slots = sizes[3];
@@ -86,19 +133,14 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   const int64_t N = p.neurons, I = p.inputs, F = p.first, K = p.slots, J = p.incoming;
   float* input_weights = weights;
   float* neuron_weights = weights + I * F;
-  std::vector<float> spikes(N), margin(N), input_spikes(I), fresh(J);
+  std::vector<float> spikes(N), margin(N), input_spikes(I), fresh(J), z(N), u(I);
   std::vector<int64_t> fired, fired_inputs;
   const float cap_f = static_cast<float>(static_cast<double>(p.cap));
-  const auto options = torch::TensorOptions().dtype(torch::kFloat32);
-  torch::Tensor noise = torch::empty({N}, options), draws = torch::empty({I}, options);
-  const float* z = noise.data_ptr<float>();
-  const float* u = draws.data_ptr<float>();
+  const uint64_t agent = static_cast<uint64_t>(seed);
 
   for (int64_t step = 0; step < steps; ++step, ++t) {
-    // In place, into buffers kept across steps: the same draws as
-    // torch.randn and torch.rand, without two allocations per step.
-    noise.normal_(0.0, 1.0, generator);
-    draws.uniform_(0.0, 1.0, generator);
+    fill_normal(z.data(), N, stream_key(agent, static_cast<uint64_t>(t), kNoiseStream));
+    fill_uniform(u.data(), I, stream_key(agent, static_cast<uint64_t>(t), kInputStream));
     fired_inputs.clear();
     for (int64_t i = 0; i < I; ++i) {
       input_spikes[i] = u[i] < input_rates[i] ? 1.0f : 0.0f;

@@ -107,6 +107,5 @@ def grow(definition: dict[str, Any], tensors: dict[str, torch.Tensor],
         "ring": ring,
         "input_rates": rates,
         "output_counts": counts,
-        "rng": state.tensors["rng"].clone(),
     }
     return Snapshot(new, learned, DynamicState(grown_state, dict(state.values)))

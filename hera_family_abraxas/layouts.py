@@ -163,14 +163,16 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
     # taken ROWS_AT_ONCE at a time.
     rows = min(ROWS_AT_ONCE, d["width"] * d["height"] * d["depth"] + inputs)
     gathers = rows * max(j, first) * 48 if backend == "torch" else 0
+    hashing = max(neurons, inputs) * 40 if backend == "torch" else 0
     return {
         "weights": (input_slots + neurons * k) * 4,                      # float32
         "synapse tables": (input_slots + neurons * k) * 4                # int32 targets
         + neurons * j * (index_bytes + 4) + (k + first) * 4,              # incoming; delays
         "delay buffers": (d["axon"] + 1) * neurons * 4,                  # int32 ring
-        # membrane, refractory, thresholds, post trace, current (4 B each);
-        # output counts (int64); pre traces; input rates
-        "neuron state": neurons * 20 + output_size(d) * 8 + sources * 4 + inputs * 4,
-        # noise and spikes per neuron; gathers of the spiking rows and columns
-        "step temporaries": neurons * 16 + gathers,
+        # membrane, refractory, thresholds, post trace, current, noise (4 B
+        # each); output counts (int64); pre traces; input rates and draws
+        "neuron state": neurons * 24 + output_size(d) * 8 + sources * 4 + inputs * 8,
+        # scaled noise and spikes per neuron; the torch reference's int64
+        # random-number temporaries; gathers of the spiking rows and columns
+        "step temporaries": neurons * 16 + hashing + gathers,
     }

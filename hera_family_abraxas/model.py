@@ -23,13 +23,18 @@ import torch
 from hera.errors import HeraError, InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
 from hera.kernels import check_backend, default_backend
+from hera.kernels.counter_random.keys import stream_key
 from hera.kernels.deliver_spikes import DEFAULT_SCALE
 from hera_family_abraxas import connectivity, layouts
 
 #: Names of the learned tensors and of the dynamic-state tensors.
 LEARNED = ("input_weights", "weights", "thresholds")
 STATE = ("membrane", "refractory", "pre_trace", "post_trace", "ring", "input_rates",
-         "output_counts", "rng")
+         "output_counts")
+
+#: The counter-based random streams of a step (hera.kernels.counter_random):
+#: the membrane noise of every neuron, and the draws that make input spikes.
+NOISE_STREAM, INPUT_STREAM = 0, 1
 
 #: The backends a sheet can step on.
 BACKENDS = ("torch", "triton", "cpp")
@@ -91,15 +96,18 @@ class Sheet:
         # builds and checks its own tensors (_expect), so the public
         # functions' per-call checks would only cost time every step.
         if self.backend in ("torch", "cpp"):
+            from hera.kernels.counter_random import reference as random
             from hera.kernels.decay_accumulate import reference as traces
             from hera.kernels.deliver_spikes import reference as delivery
             from hera.kernels.lif_wta_step import reference as neurons
             from hera.kernels.stdp import reference as stdp
         else:
+            from hera.kernels.counter_random import triton_kernel as random
             from hera.kernels.decay_accumulate import triton_kernel as traces
             from hera.kernels.deliver_spikes import triton_kernel as delivery
             from hera.kernels.lif_wta_step import triton_kernel as neurons
             from hera.kernels.stdp import triton_kernel as stdp
+        self._fill_random = random.fill
         self._decay_accumulate = traces.decay_accumulate
         self._lif_wta_step = neurons.lif_wta_step
         self._take_slot, self._deliver = delivery.take_slot, delivery.deliver_spikes
@@ -133,9 +141,12 @@ class Sheet:
         self.decay_trace = math.exp(-1.0 / d["tau_trace"])
         self.decay_theta = math.exp(-1.0 / d["tau_theta"])
 
-        self.generator = torch.Generator(device=dev)
+        # Random numbers are a function of (seed, step, stream, element): no
+        # generator state, and the same draws on every device and backend.
+        self.seed = seed
+        self.noise = torch.empty(self.neurons, device=dev)
+        self.draws = torch.empty(self.inputs, device=dev)
         if state is None:
-            self.generator.manual_seed(seed)
             self.t = 0
             self.modulator = 1.0
             self.membrane = torch.zeros(self.neurons, device=dev)
@@ -147,11 +158,11 @@ class Sheet:
             self.output_counts = torch.zeros(self.neurons - self.output_start, dtype=torch.int64,
                                              device=dev)
         else:
-            self._restore(state, seed)
+            self._restore(state)
 
     # -- state ---------------------------------------------------------------
 
-    def _restore(self, state: DynamicState, seed: int) -> None:
+    def _restore(self, state: DynamicState) -> None:
         shapes = {
             "membrane": ((self.neurons,), torch.float32),
             "refractory": ((self.neurons,), torch.int32),
@@ -160,12 +171,10 @@ class Sheet:
             "ring": ((self.axon + 1, self.neurons), torch.int32),
             "input_rates": ((self.inputs,), torch.float32),
             "output_counts": ((self.neurons - self.output_start,), torch.int64),
-            "rng": (None, torch.uint8),
         }
         for name, (shape, dtype) in shapes.items():
             _expect(state.tensors, name, shape, dtype)
-            if name != "rng":
-                setattr(self, name, state.tensors[name].to(self.device, copy=True))
+            setattr(self, name, state.tensors[name].to(self.device, copy=True))
         t = state.values.get("t")
         if type(t) is not int or t < 0:
             raise InstanceFileError("abraxas state lacks its step counter 't'")
@@ -174,20 +183,12 @@ class Sheet:
         if isinstance(modulator, bool) or not _level(modulator):
             raise InstanceFileError(f"abraxas state has a bad modulator {modulator!r}")
         self.modulator = float(modulator)
-        if state.values.get("rng_device", "cpu") == self.device.type:
-            self.generator.set_state(state.tensors["rng"].clone())
-        else:
-            # CPU and CUDA generators keep different states: moving devices
-            # continues with a stream seeded from the instance and the step.
-            self.generator.manual_seed((seed + t) % (1 << 63))
 
     def snapshot(self) -> Snapshot:
         """Everything needed to continue exactly from here, on the CPU."""
-        cpu = {name: getattr(self, name).detach().to("cpu", copy=True)
-               for name in STATE if name != "rng"}
-        cpu["rng"] = self.generator.get_state().to("cpu")
+        cpu = {name: getattr(self, name).detach().to("cpu", copy=True) for name in STATE}
         learned = {name: getattr(self, name).to("cpu", copy=True) for name in LEARNED}
-        values = {"t": self.t, "rng_device": self.device.type, "modulator": self.modulator}
+        values = {"t": self.t, "modulator": self.modulator}
         return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
     # -- stepping ------------------------------------------------------------
@@ -216,17 +217,17 @@ class Sheet:
                  layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
                  self.output_start, self.axon + 1, d["refractory"],
                  budget_units(float(d["w_budget"]), SCALE)]
-        self.t = self._compiled.run_steps(state, synapses, values, sizes, self.generator,
-                                          self.t, steps)
+        self.t = self._compiled.run_steps(state, synapses, values, sizes, self.seed, self.t,
+                                          steps)
 
     def _step(self) -> None:
         d = self.definition
-        g = self.generator
         t = self.t
         current = self._take_slot(self.ring, t, SCALE, self.current)
-        noise = torch.randn(self.neurons, generator=g, device=self.device) * d["noise"]
-        input_spikes = (torch.rand(self.inputs, generator=g, device=self.device)
-                        < self.input_rates).float()
+        noise = self._fill_random(self.noise, stream_key(self.seed, t, NOISE_STREAM), True)
+        noise = noise * d["noise"]
+        draws = self._fill_random(self.draws, stream_key(self.seed, t, INPUT_STREAM), False)
+        input_spikes = (draws < self.input_rates).float()
 
         # Leaky integrate-and-fire with winner-take-all: in each layer of each
         # column at most the neuron furthest over its threshold fires.

@@ -19,7 +19,7 @@ def _sheet(seed=5, **overrides) -> Sheet:
 
 def _reload(sheet: Sheet) -> Sheet:
     snap = sheet.snapshot()
-    return Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=-1)
+    return Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=sheet.seed)
 
 
 def _assert_same(a: Sheet, b: Sheet) -> None:
@@ -134,16 +134,27 @@ def test_a_repeated_pattern_is_learned_from_zero():
     assert float(feed[:4].mean()) > 2 * float(feed[4:].mean())
 
 
-def test_a_state_from_another_device_type_continues_with_a_fresh_stream():
-    sheet = _sheet()
-    sheet.run(10)
-    snap = sheet.snapshot()
-    assert snap.state.values["rng_device"] == "cpu"
-    snap.state.values["rng_device"] = "cuda"
-    snap.state.tensors["rng"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's size
-    moved = Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=5)
-    moved.run(10)
-    assert moved.t == 20
+def test_the_random_draws_are_a_function_of_the_seed_and_the_step():
+    """No generator state is saved: a sheet restored at step 10 with the
+    agent's seed continues exactly as the one that ran on; another seed
+    draws other noise and input spikes."""
+    d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.2})
+    straight = Sheet(d, model.zero_parameters(d), None, "cpu", seed=5, backend="torch")
+    straight.run(10)
+    half = straight.snapshot()
+    assert set(half.state.tensors) == set(model.STATE) and set(half.state.values) == {
+        "t", "modulator"}
+    straight.run(30)
+    end = straight.snapshot()
+    for seed, same in ((5, True), (6, False)):
+        resumed = Sheet(half.definition, half.tensors, half.state, "cpu", seed=seed,
+                        backend="torch")
+        resumed.run(30)
+        again = resumed.snapshot()
+        equal = all(torch.equal(again.state.tensors[k], end.state.tensors[k])
+                    for k in model.STATE) and torch.equal(again.tensors["weights"],
+                                                           end.tensors["weights"])
+        assert equal == same, seed
 
 
 def test_the_triton_backend_gives_the_same_bits(tmp_path):

@@ -33,16 +33,24 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def bits(key: int, count: int, device: torch.device) -> torch.Tensor:
-    """Elements ``0 .. count - 1`` of stream ``key`` as int64 in ``[0, 2**32)``."""
-    lo, hi = key & _M32, key >> 32
+def bits(lo: int | torch.Tensor, hi: int | torch.Tensor, count: int,
+         device: torch.device) -> torch.Tensor:
+    """Elements ``0 .. count - 1`` of the stream whose key has halves ``lo``
+    and ``hi``, as int64 in ``[0, 2**32)``."""
     counter = (torch.arange(count, dtype=torch.int64, device=device) + lo) & _M32
     return mix32(mix32(counter) ^ hi)
 
 
 def fill(out: torch.Tensor, key: int, normal: bool) -> torch.Tensor:
     """Write the uniform (or normal) numbers of stream ``key`` into ``out``."""
-    b = bits(key, out.numel(), out.device)
+    return fill_halves(out, key & _M32, key >> 32, normal)
+
+
+def fill_halves(out: torch.Tensor, lo: int | torch.Tensor, hi: int | torch.Tensor,
+                normal: bool) -> torch.Tensor:
+    """:func:`fill` with the key's halves given apart; they may be int64
+    scalar tensors, so that ``torch.compile`` keeps one graph for every key."""
+    b = bits(lo, hi, out.numel(), out.device)
     if normal:
         total = (b & 255) + ((b >> 8) & 255) + ((b >> 16) & 255) + (b >> 24) - NORMAL_OFFSET
         out.copy_(total.to(torch.float32) * NORMAL_SCALE)

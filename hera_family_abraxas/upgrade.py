@@ -1,0 +1,37 @@
+"""Reading instance files of abraxas's older data formats.
+
+Format 2 (abraxas 0.2) kept a ``torch.Generator``'s state (the ``rng``
+tensor, and ``rng_device``) for its noise and input spikes; format 3 draws
+counter-based random numbers from the instance seed and the step counter,
+so the upgrade drops that state and keeps everything else: learned weights,
+thresholds, spikes in flight, traces and the step counter. The upgraded
+agent's random draws are not those its old generator would have made; what
+it learned is untouched. Format 1 (dense weights, abraxas 0.1) cannot be
+read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hera.hooks.types import DynamicState, Snapshot
+from hera_family_abraxas import layouts
+
+#: The older data formats ``upgrade`` reads.
+READS = (2,)
+
+
+def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any],
+            state: DynamicState | None) -> Snapshot:
+    """The content of a format-``data_format`` file in the current format.
+
+    :raises ValueError: for a format this family cannot read.
+    """
+    if data_format not in READS:
+        raise ValueError(f"abraxas cannot read data format {data_format}")
+    layouts.check_definition(definition)
+    if state is None:
+        return Snapshot(dict(definition), dict(tensors), None)
+    kept = {name: tensor for name, tensor in state.tensors.items() if name != "rng"}
+    values = {name: value for name, value in state.values.items() if name != "rng_device"}
+    return Snapshot(dict(definition), dict(tensors), DynamicState(kept, values))

@@ -1,0 +1,99 @@
+"""abraxas reads its data format 2 (a torch.Generator's state for its random
+numbers) and continues from it exactly as from format 3: the upgrade drops
+only the generator state, which format 3 does not need."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from hera.hooks.types import DynamicState
+from hera.instance import InstanceFile
+from hera_family_abraxas import DATA_FORMAT, layouts, model
+from hera_family_abraxas.upgrade import upgrade
+from tests.conftest import make_world
+
+
+def _as_format_2(state: DynamicState) -> DynamicState:
+    """What abraxas 0.2 saved beside the same state: its generator."""
+    tensors = dict(state.tensors, rng=torch.Generator().manual_seed(3).get_state())
+    return DynamicState(tensors, dict(state.values, rng_device="cpu"))
+
+
+def test_a_format_2_state_continues_as_format_3_does():
+    d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.2})
+    sheet = model.Sheet(d, model.zero_parameters(d), None, "cpu", seed=9, backend="torch")
+    sheet.run(20)
+    snap = sheet.snapshot()
+    sheet.run(20)
+    end = sheet.snapshot()
+
+    old = upgrade(2, snap.definition, snap.tensors, _as_format_2(snap.state))
+    assert old.definition == snap.definition and set(old.state.tensors) == set(model.STATE)
+    assert old.state.values == snap.state.values
+    resumed = model.Sheet(old.definition, old.tensors, old.state, "cpu", seed=9, backend="torch")
+    resumed.run(20)
+    again = resumed.snapshot()
+    for name in model.LEARNED:
+        assert torch.equal(again.tensors[name], end.tensors[name]), name
+    for name in model.STATE:
+        assert torch.equal(again.state.tensors[name], end.state.tensors[name]), name
+    assert end.tensors["weights"].any()
+
+
+def test_a_built_format_2_file_needs_nothing_but_its_format():
+    d = layouts.definition_for("example", {})
+    built = upgrade(2, d, model.zero_parameters(d), None)
+    assert built.state is None and set(built.tensors) == set(model.LEARNED)
+
+
+def test_format_1_is_not_read():
+    d = layouts.definition_for("example", {})
+    with pytest.raises(ValueError, match="abraxas cannot read data format 1"):
+        upgrade(1, d, model.zero_parameters(d), None)
+
+
+def test_up_upgrades_an_installed_format_2_agent_and_keeps_the_original(world, tmp_path):
+    """Through the real command: an agent that abraxas 0.2 saved runs on
+    under format 3 exactly as the same agent saved in format 3 does, and
+    the format-2 file stays beside it."""
+    agent_id, path = world.build()
+    world.run("up", path.name, "--steps", "60", "--silent")
+    stored = world.agents_dir / f"{agent_id}.json"
+    control = make_world(tmp_path / "control")
+    control.agents_dir.mkdir(parents=True)
+    shutil.copy(stored, control.agents_dir / stored.name)
+
+    instance = InstanceFile.read(stored)
+    instance.meta["family"] = {"name": "abraxas", "version": "0.2.0", "data_format": 2}
+    instance.set_tensors(instance.tensors(), _as_format_2(instance.state()))
+    instance.write(stored)
+    original = stored.read_bytes()
+
+    proc = world.run("--uuid", agent_id, "up", "--steps", "60")
+    assert f"from abraxas data format 2 to {DATA_FORMAT}" in proc.stdout + proc.stderr
+    control.run("--uuid", agent_id, "up", "--steps", "60", "--silent")
+
+    upgraded, expected = InstanceFile.read(stored), InstanceFile.read(control.agents_dir /
+                                                                      stored.name)
+    assert upgraded.meta["family"]["data_format"] == DATA_FORMAT and upgraded.steps == 120
+    assert upgraded.state_entries.keys() == expected.state_entries.keys()
+    assert upgraded.tensor_entries == expected.tensor_entries
+    assert upgraded.state_entries == expected.state_entries
+    assert (world.agents_dir / f"{agent_id}.format2.json").read_bytes() == original
+    assert [row["id"] for row in world.agents()] == [agent_id]
+
+
+def test_a_format_1_agent_is_refused_with_the_formats_read(world):
+    agent_id, path = world.build()
+    instance = InstanceFile.read(world.workdir / path.name)
+    instance.meta["family"]["data_format"] = 1
+    instance.write(world.workdir / path.name)
+    before = (world.workdir / path.name).read_bytes()
+    proc = world.run("up", path.name, "--steps", "5", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "data format 1" in line and f"reads formats 2 and {DATA_FORMAT}" in line, line
+    assert (world.workdir / path.name).read_bytes() == before
