@@ -164,6 +164,9 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
     rows = min(ROWS_AT_ONCE, d["width"] * d["height"] * d["depth"] + inputs)
     gathers = rows * max(j, first) * 48 if backend == "torch" else 0
     hashing = max(neurons, inputs) * 40 if backend == "torch" else 0
+    # the triton backend's fixed-size lists of spiking rows: one per group
+    # and per channel (int64), with their group maxima and winners
+    lists = (neurons // d["cells"] * 3 + inputs) * 8 if backend == "triton" else 0
     return {
         "weights": (input_slots + neurons * k) * 4,                      # float32
         "synapse tables": (input_slots + neurons * k) * 4                # int32 targets
@@ -174,5 +177,5 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
         "neuron state": neurons * 24 + output_size(d) * 8 + sources * 4 + inputs * 8,
         # scaled noise and spikes per neuron; the torch reference's int64
         # random-number temporaries; gathers of the spiking rows and columns
-        "step temporaries": neurons * 16 + hashing + gathers,
+        "step temporaries": neurons * 16 + hashing + gathers + lists,
     }

@@ -146,6 +146,7 @@ class Sheet:
         self.seed = seed
         self.noise = torch.empty(self.neurons, device=dev)
         self.draws = torch.empty(self.inputs, device=dev)
+        self._group_first: torch.Tensor | None = None  # see _spiking
         if state is None:
             self.t = 0
             self.modulator = 1.0
@@ -234,8 +235,7 @@ class Sheet:
         spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
                                     noise, self.decay_m, float(d["threshold"]), d["refractory"],
                                     float(d["theta_plus"]), self.decay_theta, d["cells"], None)
-        fired = spikes.nonzero().view(-1)
-        fired_inputs = input_spikes.nonzero().view(-1)
+        fired, fired_inputs = self._spiking(spikes, input_spikes)
 
         # Plasticity on events, with the traces of the steps before this one:
         # a neuron that fires potentiates its incoming synapses by their
@@ -264,6 +264,26 @@ class Sheet:
         self._decay_accumulate(self.post_trace, self.decay_trace, spikes)
         self.output_counts += spikes[self.output_start:].long()
         self.t = t + 1
+
+    def _spiking(self, spikes: torch.Tensor,
+                 input_spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The neurons and the input channels that spiked, as lists of rows
+        for the event ops. On the triton backend they keep one size, one
+        entry per winner-take-all group (at most one of its neurons fires)
+        and per channel, with -1 where nothing fired: finding them reads
+        nothing back to the host, so the GPU never waits for the CPU within
+        a step. The torch backend lists only the rows that fired."""
+        if self.backend != "triton":
+            return spikes.nonzero().view(-1), input_spikes.nonzero().view(-1)
+        if self._group_first is None:
+            cells, dev = self.definition["cells"], self.device
+            self._group_first = torch.arange(0, self.neurons, cells, device=dev)
+            self._channel = torch.arange(self.inputs, device=dev)
+            self._hole = torch.tensor(-1, device=dev)
+        groups = spikes.view(-1, self.definition["cells"])
+        winner = self._group_first + groups.argmax(dim=1)
+        fired = torch.where(groups.amax(dim=1) > 0, winner, self._hole)
+        return fired, torch.where(input_spikes > 0, self._channel, self._hole)
 
     def _batches(self, rows: torch.Tensor) -> list[torch.Tensor]:
         """The spiking rows in the calls to give the event ops: none when

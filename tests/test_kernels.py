@@ -262,6 +262,18 @@ def _duplicates(t, g):
     t["sources"][: 3] = t["sources"][0]          # and one row spiking three times
 
 
+def _with_holes(name: str) -> Callable[[dict[str, Any], torch.Generator], None]:
+    """Turn about half the entries of the list ``name`` into holes (-1, or
+    the most negative value): a fixed-size list of the rows that spiked."""
+    def tweak(t, g):
+        rows = t[name]
+        holes = torch.rand(rows.numel(), generator=g) < 0.5
+        holes[0] = True
+        rows[holes] = -1
+        rows[-1:][holes[-1:]] = torch.iinfo(rows.dtype).min
+    return tweak
+
+
 def _halves(t, g):
     # weights exactly half a quantum off a multiple: the rounding rule shows
     steps = torch.arange(t["weights"].numel(), dtype=torch.float32) - 200
@@ -284,6 +296,9 @@ DELIVER_CASES = [
     _synapse_case("round-half-up(scale=2**16)", rows=8, slots=51, tweak=_halves, seed=11),
     _synapse_case("non-power-of-two-scale(1000)", scale=1000.0, seed=12),
     _synapse_case("near-halves(scale=3)", rows=8, slots=51, scale=3.0, tweak=_halves, seed=13),
+    _synapse_case("holes-in-the-list(-1)", spiking=15, tweak=_with_holes("sources"), seed=14),
+    _synapse_case("only-holes", spiking=3, seed=15,
+                  tweak=lambda t, g: t["sources"].fill_(-1)),
 ]
 
 
@@ -422,11 +437,12 @@ def _incoming(targets: torch.Tensor, neurons: int) -> tuple[torch.Tensor, torch.
 
 
 def _depress_case(id: str, *, rows=37, slots=29, neurons=23, spiking=11, empty=0.2,
-                  a_minus=0.05, w_max=1.0, source_dtype=torch.int32, seed=20) -> Case:
+                  a_minus=0.05, w_max=1.0, source_dtype=torch.int32, seed=20,
+                  tweak=None) -> Case:
     def build(g):
         targets = torch.randint(0, neurons, (rows, slots), generator=g, dtype=torch.int32)
         targets[torch.rand(rows, slots, generator=g) < empty] = -1
-        return {
+        tensors = {
             # some weights start over w_max where w_max < 1: the clamp pulls them down
             "weights": torch.rand(rows, slots, generator=g) * 0.95 + 0.05,
             "targets": targets,
@@ -434,6 +450,9 @@ def _depress_case(id: str, *, rows=37, slots=29, neurons=23, spiking=11, empty=0
             "post_trace": torch.rand(neurons, generator=g) * 2 + 0.05,
             "a_minus": a_minus, "w_max": w_max,
         }
+        if tweak is not None:
+            tweak(tensors, g)
+        return tensors
     return Case(id, build, seed=seed)
 
 
@@ -446,6 +465,7 @@ DEPRESS_CASES = [
     _depress_case("clamped-at-w_max(0.4)", w_max=0.4, seed=24),
     _depress_case("long-rows(K=1151,several-programs-a-row)", rows=5, slots=1151, spiking=3,
                   seed=25),
+    _depress_case("holes-in-the-list(-1)", spiking=20, tweak=_with_holes("sources"), seed=26),
 ]
 
 
@@ -517,6 +537,10 @@ POTENTIATE_CASES = [
     _incoming_case("one-flat-buffer(weights[S*K+7])", budget=8.0, tweak=_flat_buffer, seed=41),
     _incoming_case("long-rows(J=1151,several-blocks-a-row)", rows=60, slots=61, neurons=3,
                    incoming=1151, spiking=2, budget=200.0, seed=39),
+    _incoming_case("holes-in-the-list(-1)", spiking=17, budget=8.0,
+                   tweak=_with_holes("neurons"), seed=42),
+    _incoming_case("holes-int64-no-budget", spiking=17, neuron_dtype=torch.int64,
+                   tweak=_with_holes("neurons"), seed=43),
 ]
 
 

@@ -51,7 +51,9 @@ def deliver_spikes(ring: torch.Tensor, t: int, sources: torch.Tensor, targets: t
     :param t: the current step, an int ``>= 0`` (any size: it is reduced
         modulo ``L`` first).
     :param sources: int32 or int64 ``[M]``: the source rows that spiked at
-        ``t``, each in ``0..S-1``; ``M`` may be 0.
+        ``t``, each in ``0..S-1``, or negative for a hole in the list
+        (skipped: a list of one size every step needs no read-back to
+        compact it); ``M`` may be 0.
     :param targets: int32 ``[S, K]``: the target neuron (``0..N-1``) of each
         synapse slot of each source row, ``-1`` for an empty slot.
     :param weights: float32 ``[S, K]``: synaptic weights; ``|weight * scale|``

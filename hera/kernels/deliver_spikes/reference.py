@@ -6,6 +6,12 @@ from __future__ import annotations
 import torch
 
 
+def listed(rows: torch.Tensor) -> torch.Tensor:
+    """The entries ``>= 0`` of a list of spiking rows, as int64: a list may
+    have holes (negative entries), so that it can keep one size."""
+    return rows[rows >= 0].long()
+
+
 def quantize(weights: torch.Tensor, scale: float) -> torch.Tensor:
     """Weights in units of ``1 / scale``: ``floor(weights * scale + 0.5)`` as
     int32 (round half up), each step in float32."""
@@ -16,9 +22,10 @@ def deliver_spikes(ring: torch.Tensor, t: int, sources: torch.Tensor, targets: t
                    weights: torch.Tensor, delays: torch.Tensor, scale: float) -> torch.Tensor:
     """Add, for every spiking source row ``s`` and every slot ``k`` with
     ``targets[s, k] >= 0``, ``quantize(weights[s, k])`` to
-    ``ring[(t + delay) % L, targets[s, k]]``, in place. Returns ``ring``."""
+    ``ring[(t + delay) % L, targets[s, k]]``, in place; negative entries of
+    ``sources`` are skipped. Returns ``ring``."""
     length = ring.shape[0]
-    rows = sources.long()
+    rows = listed(sources)
     target = targets[rows]                                   # [M, K]
     delay = delays[rows] if delays.dim() == 2 else delays.expand_as(target)
     slot = (t % length + delay.long()) % length

@@ -36,10 +36,11 @@ def spiking_row_slots(sources_ptr, targets_ptr, k_slots, BLOCK_K: tl.constexpr):
     """This program's block of slots of its spiking source row (grid axis 0
     picks the row in ``sources``, axis 1 the block): ``(k, synapse, target,
     live)``, the slot numbers, their flat positions in the ``[S, K]``
-    tables, their targets (-1 past the row) and which hold a synapse."""
+    tables, their targets (-1 past the row) and which hold a synapse. A
+    negative entry of ``sources`` is a hole in the list: nothing is live."""
     row = tl.load(sources_ptr + tl.program_id(0)).to(tl.int64)
     k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
-    in_row = k < k_slots
+    in_row = k < tl.where(row >= 0, k_slots, 0)
     synapse = row * k_slots + k
     target = tl.load(targets_ptr + synapse, mask=in_row, other=-1)
     return k, synapse, target, in_row & (target >= 0)
@@ -48,7 +49,7 @@ def spiking_row_slots(sources_ptr, targets_ptr, k_slots, BLOCK_K: tl.constexpr):
 @triton.jit(do_not_specialize=["t_slot"])
 def _deliver_spikes_kernel(
     ring_ptr,         # int32 [L, N], contiguous: ring[slot, neuron] at slot * N + neuron
-    sources_ptr,      # int32 or int64 [M]: the source rows that spiked (grid axis 0)
+    sources_ptr,      # int32 or int64 [M]: the source rows that spiked, < 0 for none (grid axis 0)
     targets_ptr,      # int32 [S, K], contiguous: target neuron of each slot, -1 for none
     weights_ptr,      # float32 [S, K], contiguous
     delays_ptr,       # int32 [S, K] (DELAYS_PER_ROW) or [K], contiguous: steps until arrival

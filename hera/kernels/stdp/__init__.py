@@ -73,7 +73,8 @@ def depress_rows(weights: torch.Tensor, targets: torch.Tensor, sources: torch.Te
         index into ``post_trace``), ``-1`` for an empty slot.
     :param sources: int32 or int64 ``[M]``: the source rows that spiked, each
         in ``0..S-1`` and distinct (a row listed twice is depressed once on
-        the torch backend, once or twice on the triton one); ``M`` may be 0.
+        the torch backend, once or twice on the triton one), or negative for
+        a hole in the list (skipped); ``M`` may be 0.
     :param post_trace: float32 ``[N]``: the postsynaptic trace of each neuron.
     :param a_minus: depression per unit of trace, a finite number ``>= 0``
         (used as float32).
@@ -127,7 +128,8 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
         buffer holding several tables; updated in place.
     :param pre_trace: float32 ``[P]``: the presynaptic trace of each source.
     :param neurons: int32 or int64 ``[M]``: the neurons that spiked, each in
-        ``0..N-1`` and distinct; ``M`` may be 0.
+        ``0..N-1`` and distinct, or negative for a hole in the list
+        (skipped); ``M`` may be 0.
     :param incoming_weight: int32 or int64 ``[N, J]``: flat positions in
         ``weights`` of each neuron's incoming synapses, ``-1`` for an empty
         slot. A position may appear once per row, and in the rows of at most

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from hera.kernels.deliver_spikes.reference import listed
+
 
 def budget_units(budget: float, scale: float) -> int:
     """The synaptic-scaling cap in fixed-point units: ``floor(budget * scale
@@ -22,8 +24,9 @@ def depress_rows(weights: torch.Tensor, targets: torch.Tensor, sources: torch.Te
         weights[s, k] = min(max(weights[s, k] - a_minus * post_trace[targets[s, k]], 0), w_max)
 
     in float32, the product rounded before the subtraction (no fused
-    multiply-add). In place; returns ``weights``."""
-    rows = sources.long()
+    multiply-add). Negative entries of ``sources`` are skipped. In place;
+    returns ``weights``."""
+    rows = listed(sources)
     target = targets[rows]                                    # [M, K]
     live = target >= 0
     trace = post_trace[target.clamp(min=0).long()]
@@ -50,10 +53,11 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
     (:func:`budget_units`) every
     ``w_i`` becomes ``w_i * (float32(cap) / float32(total))`` (a correctly
     rounded float32 division, then one float32 multiply). Each weight must be
-    an incoming synapse of at most one listed neuron. In place on the flat
-    view of ``weights``; returns ``weights``."""
+    an incoming synapse of at most one listed neuron; negative entries of
+    ``neurons`` are skipped. In place on the flat view of ``weights``;
+    returns ``weights``."""
     flat = weights.view(-1)
-    rows = neurons.long()
+    rows = listed(neurons)
     index = incoming_weight[rows]                             # [M, J]
     live = index >= 0
     safe = index.clamp(min=0).long()

@@ -47,7 +47,7 @@ def _clamp(x, w_max):
 def _depress_rows_kernel(
     weights_ptr,      # float32 [S, K], contiguous; the listed rows are updated in place
     targets_ptr,      # int32 [S, K], contiguous: target neuron of each slot, -1 for none
-    sources_ptr,      # int32 or int64 [M]: the source rows that spiked (grid axis 0)
+    sources_ptr,      # int32 or int64 [M]: the source rows that spiked, < 0 for none (grid axis 0)
     post_trace_ptr,   # float32 [N]: the postsynaptic trace of each target neuron
     k_slots,          # int, K: synapse slots per source row
     a_minus,          # float32, depression per unit of postsynaptic trace
@@ -81,7 +81,7 @@ def _potentiated(weights_ptr, pre_trace_ptr, index_row_ptr, source_row_ptr, j, j
 def _potentiate_incoming_kernel(
     weights_ptr,          # float32, the flat view the positions index; updated in place
     pre_trace_ptr,        # float32 [P]: the presynaptic trace of each source
-    neurons_ptr,          # int32 or int64 [M]: the neurons that spiked (grid axis 0)
+    neurons_ptr,          # int32 or int64 [M]: the neurons that spiked, < 0 for none (grid axis 0)
     incoming_weight_ptr,  # int32 or int64 [N, J], contiguous: flat weight position, -1 for none
     incoming_source_ptr,  # int32 or int64 [N, J], contiguous: source of each slot (in pre_trace)
     j_slots,              # int, J: incoming slots per neuron
@@ -96,6 +96,8 @@ def _potentiate_incoming_kernel(
     neuron = tl.load(neurons_ptr + tl.program_id(0)).to(tl.int64)
     index_row_ptr = incoming_weight_ptr + neuron * j_slots
     source_row_ptr = incoming_source_ptr + neuron * j_slots
+    # A negative entry is a hole in the list: its program loops over nothing.
+    j_slots = tl.where(neuron >= 0, j_slots, 0)
     if SCALING:
         # int64 lane sums, added up at the end: integer addition makes the
         # total the same in any order, so it is the reference's exactly.
