@@ -72,6 +72,29 @@ void fill_uniform(float* out, int64_t n, uint64_t key) {
   }
 }
 
+// The candidate membrane (the winner is reset later) and the margin over
+// the threshold of every neuron, taking this step's row of the ring as the
+// current and clearing it. Restrict-qualified locals let the compiler
+// vectorize the loop (it cannot see that the float arrays do not overlap).
+void membranes(float* __restrict__ membrane, float* __restrict__ margin,
+               float* __restrict__ current, int32_t* __restrict__ row,
+               const float* __restrict__ z, const int32_t* __restrict__ refractory,
+               const float* __restrict__ thresholds, int64_t n, const Params& p) {
+  const float inv_scale = p.inv_scale, decay = p.decay_m, noise = p.noise;
+  const float threshold = p.threshold;
+  for (int64_t j = 0; j < n; ++j) {
+    const float c = static_cast<float>(row[j]) * inv_scale;
+    current[j] = c;
+    row[j] = 0;
+    float v = membrane[j] * decay;
+    v = v + c;
+    v = v + z[j] * noise;
+    v = refractory[j] > 0 ? 0.0f : v;
+    membrane[j] = v;
+    margin[j] = v - (threshold + thresholds[j]);
+  }
+}
+
 inline int32_t quantize(float w, float scale) {
   return static_cast<int32_t>(std::floor(w * scale + 0.5f));
 }
@@ -135,6 +158,7 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   float* neuron_weights = weights + I * F;
   std::vector<float> spikes(N), margin(N), input_spikes(I), fresh(J), z(N), u(I);
   std::vector<int64_t> fired, fired_inputs;
+  const std::vector<int64_t> none;
   const float cap_f = static_cast<float>(static_cast<double>(p.cap));
   const uint64_t agent = static_cast<uint64_t>(seed);
 
@@ -147,19 +171,10 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
       if (input_spikes[i] != 0.0f) fired_inputs.push_back(i);
     }
 
-    // lif_wta_step: every membrane and margin (a loop the compiler can
-    // vectorize), then the winner of each group, then the updates.
-    int32_t* row = ring + (t % p.length) * N;  // take_slot, fused into the membranes
-    for (int64_t j = 0; j < N; ++j) {
-      current[j] = static_cast<float>(row[j]) * p.inv_scale;
-      row[j] = 0;
-      float v = membrane[j] * p.decay_m;
-      v = v + current[j];
-      v = v + z[j] * p.noise;
-      v = refractory[j] > 0 ? 0.0f : v;
-      membrane[j] = v;  // the candidate value; the winner is reset below
-      margin[j] = v - (p.threshold + thresholds[j]);
-    }
+    // lif_wta_step: every membrane and margin, then the winner of each
+    // group, then the updates. take_slot is fused into the membranes.
+    int32_t* row = ring + (t % p.length) * N;
+    membranes(membrane, margin.data(), current, row, z.data(), refractory, thresholds, N, p);
     fired.clear();
     for (int64_t g = 0; g < N; g += p.cells) {
       float best = 0.0f;
@@ -183,8 +198,9 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
       thresholds[j] = thresholds[j] * p.decay_theta + p.theta_plus * spikes[j];
     }
 
-    // potentiate_incoming, with synaptic scaling in fixed point
-    for (int64_t j : fired) {
+    // potentiate_incoming, with synaptic scaling in fixed point; a rate of
+    // 0 skips its events, as in the torch backend
+    for (int64_t j : p.a_plus > 0 ? fired : none) {
       int64_t total = 0;
       for (int64_t i = 0; i < J; ++i) {
         const int64_t f = wide ? incoming64[j * J + i] : incoming32[j * J + i];
@@ -203,13 +219,13 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
       }
     }
     // depress_rows: neurons, then input channels
-    for (int64_t s : fired) {
+    for (int64_t s : p.a_minus > 0 ? fired : none) {
       float* w = neuron_weights + s * K;
       const int32_t* target = targets + s * K;
       for (int64_t k = 0; k < K; ++k)
         if (target[k] >= 0) w[k] = clamp(w[k] - post_trace[target[k]] * p.a_minus, p.w_max);
     }
-    for (int64_t s : fired_inputs) {
+    for (int64_t s : p.a_minus > 0 ? fired_inputs : none) {
       float* w = input_weights + s * F;
       for (int64_t k = 0; k < F; ++k) w[k] = clamp(w[k] - post_trace[k] * p.a_minus, p.w_max);
     }

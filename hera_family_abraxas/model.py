@@ -243,13 +243,15 @@ class Sheet:
         # depresses its outgoing synapses by their targets' traces.
         a_plus, a_minus = self._rates()
         w_max, budget = float(d["w_max"]), float(d["w_budget"])
+        # A rate of 0 skips its events: weights stay in [0, w_max], so they
+        # could only clip (and scaling belongs to potentiation).
         neuron_batches, input_batches = self._batches(fired), self._batches(fired_inputs)
-        for rows in neuron_batches:
+        for rows in neuron_batches if a_plus > 0 else ():
             self._potentiate(self.weight_buffer, self.pre_trace, rows, self.incoming_weight,
                              self.incoming_source, a_plus, w_max, budget, SCALE)
-        for rows in neuron_batches:
+        for rows in neuron_batches if a_minus > 0 else ():
             self._depress(self.weights, self.targets, rows, self.post_trace, a_minus, w_max)
-        for rows in input_batches:
+        for rows in input_batches if a_minus > 0 else ():
             self._depress(self.input_weights, self.input_targets, rows, self.post_trace, a_minus,
                           w_max)
         # Spikes leave with the weights after this step's learning.
