@@ -3,6 +3,8 @@ input and output."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -335,3 +337,23 @@ def test_a_reward_line_gates_plasticity():
     with pytest.raises(HeraError, match="finite number >= 0"):
         feed(sheet, "reward -1")
     assert codec.reward_level("reward 0.5") == 0.5 and codec.reward_level("rewards 1") is None
+
+
+def test_updates_far_below_one_delivered_unit_accumulate():
+    """Spikes carry weights in fixed point (2**-16 units), but the weights
+    themselves are float32: potentiation steps fifteen times smaller than a
+    unit add up until they deliver current, instead of rounding away."""
+    d = layouts.definition_for("example", {"a_plus": 1e-7, "a_minus": 0.0, "w_budget": 0.0,
+                                           "noise": 1.0})
+    largest_trace = 1 / (1 - math.exp(-1 / d["tau_trace"]))
+    assert d["a_plus"] * largest_trace < 2.0 ** -16 / 5, "every update is under a fifth of a unit"
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", 3)
+    sheet.set_input([1.0])
+    totals = []
+    for _ in range(4):
+        sheet.run(500)
+        totals.append(float(sheet.input_weights[0].sum()))
+    assert 0 < totals[0] < totals[1] < totals[2] < totals[3]
+    assert float(sheet.input_weights[0].max()) > 4 * 2.0 ** -16
+    sheet.run(3)
+    assert sheet.ring.any(), "the grown weights deliver current"
