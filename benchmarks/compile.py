@@ -23,6 +23,7 @@ import time
 import torch
 
 from hera.kernels.counter_random import reference
+from hera.kernels.counter_random.keys import key_halves
 from hera_family_abraxas import layouts, model
 
 
@@ -34,7 +35,7 @@ def sheet_for(name: str, backend: str, compiled: bool) -> model.Sheet:
         # The key changes every step: it goes in as tensors, not constants.
         halves = torch.compile(reference.fill_halves, dynamic=False)
         sheet._fill_random = lambda out, key, normal: halves(
-            out, torch.tensor(key & 0xFFFFFFFF), torch.tensor(key >> 32), normal)
+            out, *map(torch.tensor, key_halves(key)), normal)
         sheet._lif_wta_step = torch.compile(sheet._lif_wta_step, dynamic=False)
         sheet._decay_accumulate = torch.compile(sheet._decay_accumulate, dynamic=False)
     return sheet

@@ -52,11 +52,16 @@ constexpr uint64_t kNoiseStream = 0, kInputStream = 1;
 constexpr float kNormalScale = 0x1.bb688cp-8f;
 constexpr int32_t kNormalOffset = 510;
 
+// Element i of the stream whose key has halves lo and hi.
+inline uint32_t draw(uint32_t lo, uint32_t hi, int64_t i) {
+  return mix32(mix32(static_cast<uint32_t>(i) + lo) ^ hi);
+}
+
 // fill_normal: the four bytes' sum, centred, times kNormalScale.
 void fill_normal(float* out, int64_t n, uint64_t key) {
   const uint32_t lo = static_cast<uint32_t>(key), hi = static_cast<uint32_t>(key >> 32);
   for (int64_t i = 0; i < n; ++i) {
-    const uint32_t x = mix32(mix32(static_cast<uint32_t>(i) + lo) ^ hi);
+    const uint32_t x = draw(lo, hi, i);
     const int32_t total = static_cast<int32_t>((x & 255u) + ((x >> 8) & 255u) +
                                                ((x >> 16) & 255u) + (x >> 24));
     out[i] = static_cast<float>(total - kNormalOffset) * kNormalScale;
@@ -67,8 +72,7 @@ void fill_normal(float* out, int64_t n, uint64_t key) {
 void fill_uniform(float* out, int64_t n, uint64_t key) {
   const uint32_t lo = static_cast<uint32_t>(key), hi = static_cast<uint32_t>(key >> 32);
   for (int64_t i = 0; i < n; ++i) {
-    const uint32_t x = mix32(mix32(static_cast<uint32_t>(i) + lo) ^ hi);
-    out[i] = static_cast<float>(x >> 8) * 0x1p-24f;
+    out[i] = static_cast<float>(draw(lo, hi, i) >> 8) * 0x1p-24f;
   }
 }
 

@@ -146,7 +146,10 @@ class Sheet:
         self.seed = seed
         self.noise = torch.empty(self.neurons, device=dev)
         self.draws = torch.empty(self.inputs, device=dev)
-        self._group_first: torch.Tensor | None = None  # see _spiking
+        if self.backend == "triton":  # the fixed-size spiking lists (_spiking)
+            self._group_first = torch.arange(0, self.neurons, d["cells"], device=dev)
+            self._channel = torch.arange(self.inputs, device=dev)
+            self._hole = torch.tensor(-1, device=dev)
         if state is None:
             self.t = 0
             self.modulator = 1.0
@@ -277,11 +280,6 @@ class Sheet:
         a step. The torch backend lists only the rows that fired."""
         if self.backend != "triton":
             return spikes.nonzero().view(-1), input_spikes.nonzero().view(-1)
-        if self._group_first is None:
-            cells, dev = self.definition["cells"], self.device
-            self._group_first = torch.arange(0, self.neurons, cells, device=dev)
-            self._channel = torch.arange(self.inputs, device=dev)
-            self._hole = torch.tensor(-1, device=dev)
         groups = spikes.view(-1, self.definition["cells"])
         winner = self._group_first + groups.argmax(dim=1)
         fired = torch.where(groups.amax(dim=1) > 0, winner, self._hole)

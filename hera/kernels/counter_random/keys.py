@@ -4,6 +4,7 @@ the compiled CPU step of a family computes the same keys in C++."""
 from __future__ import annotations
 
 _M64 = (1 << 64) - 1
+_M32 = (1 << 32) - 1
 
 #: Streams per step: a family numbers the kinds of draw it makes in a step
 #: (noise, input spikes, ...) ``0 .. MAX_STREAMS - 1``.
@@ -33,3 +34,9 @@ def stream_key(seed: int, step: int, stream: int) -> int:
     if not 0 <= stream < MAX_STREAMS:
         raise ValueError(f"stream must be in [0, {MAX_STREAMS}), not {stream}")
     return splitmix64((seed & _M64) ^ splitmix64(step * MAX_STREAMS + stream))
+
+
+def key_halves(key: int) -> tuple[int, int]:
+    """``(lo, hi)``: the low and high 32 bits of a stream key, the two words
+    the element hash takes."""
+    return key & _M32, key >> 32

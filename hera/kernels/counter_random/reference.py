@@ -8,6 +8,8 @@ import struct
 
 import torch
 
+from hera.kernels.counter_random.keys import key_halves
+
 _M32 = 0xFFFFFFFF
 
 #: float32(1 / sqrt(21845)): four uniform bytes sum to variance 21845.
@@ -43,7 +45,7 @@ def bits(lo: int | torch.Tensor, hi: int | torch.Tensor, count: int,
 
 def fill(out: torch.Tensor, key: int, normal: bool) -> torch.Tensor:
     """Write the uniform (or normal) numbers of stream ``key`` into ``out``."""
-    return fill_halves(out, key & _M32, key >> 32, normal)
+    return fill_halves(out, *key_halves(key), normal)
 
 
 def fill_halves(out: torch.Tensor, lo: int | torch.Tensor, hi: int | torch.Tensor,

@@ -8,6 +8,7 @@ import triton
 import triton.language as tl
 
 from hera.kernels._checks import expect_contiguous
+from hera.kernels.counter_random.keys import key_halves
 from hera.kernels.counter_random.reference import NORMAL_OFFSET, NORMAL_SCALE
 
 # Elements per program: an elementwise op with a dozen integer operations
@@ -56,9 +57,10 @@ def fill(out: torch.Tensor, key: int, normal: bool) -> torch.Tensor:
     """Launch the kernel on checked arguments (see the package docstring)."""
     expect_contiguous(out=out)
     n = out.numel()
+    lo, hi = key_halves(key)
     if n:
         _fill_kernel[(triton.cdiv(n, BLOCK),)](
-            out, _signed32(key & 0xFFFFFFFF), _signed32(key >> 32), n, NORMAL_OFFSET,
+            out, _signed32(lo), _signed32(hi), n, NORMAL_OFFSET,
             NORMAL_SCALE, NORMAL=normal, BLOCK=BLOCK, num_warps=NUM_WARPS,
             enable_fp_fusion=False)
     return out
