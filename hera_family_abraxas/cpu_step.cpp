@@ -166,6 +166,9 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   const float cap_f = static_cast<float>(static_cast<double>(p.cap));
   const uint64_t agent = static_cast<uint64_t>(seed);
 
+  // The loop touches tensor memory only: other Python threads (the control
+  // channel, output writers) run while it does.
+  pybind11::gil_scoped_release release;
   for (int64_t step = 0; step < steps; ++step, ++t) {
     fill_normal(z.data(), N, stream_key(agent, static_cast<uint64_t>(t), kNoiseStream));
     fill_uniform(u.data(), I, stream_key(agent, static_cast<uint64_t>(t), kInputStream));

@@ -91,6 +91,24 @@ def test_a_daemon_ignores_job_control_and_survives_hangup(world, daemon):
     world.run("--uuid", agent_id, "down")
 
 
+def test_a_daemon_writing_its_output_still_answers_its_control_channel(world, daemon):
+    """With its output piped (SIGTTOU) the agent emits a line every 100
+    steps; the control channel must still answer every request in time
+    (the compiled step once held the GIL through each chunk, and about half
+    the requests timed out)."""
+    agent_id, row, _ = daemon()
+    os.kill(row["pid"], signal.SIGTTOU)
+    time.sleep(0.3)
+    steps = []
+    for _ in range(12):  # within the 1 s `hera agents` gives a live agent
+        with ControlClient(world.runtime / f"{agent_id}.sock",
+                           world.runtime / f"{agent_id}.token", timeout=1.0) as client:
+            steps.append(client.request("status")["status"]["step"])
+        time.sleep(0.05)
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    world.run("--uuid", agent_id, "down")
+
+
 @pytest.mark.parametrize("first", [
     b'{"hello":"hera"}\n',
     b'{"hello":"hera","token":"00"}\n',
