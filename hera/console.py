@@ -11,12 +11,16 @@ import os
 import sys
 from pathlib import Path
 
+from hera.pidfile import open_regular
+
 
 class Console:
     """Printing for an upped agent, aware of --silent and of detaching."""
 
-    def __init__(self, log_path: Path, silent: bool = False, detached: bool = False):
+    def __init__(self, log_path: Path, silent: bool = False, detached: bool = False,
+                 owner: tuple[int, int] | None = None):
         self.log_path = log_path
+        self.owner = owner  # whose directory the log lies in (see hera.privilege)
         self.silent = silent
         self.detached = False
         if detached:
@@ -68,8 +72,7 @@ class Console:
         """Point stdin at /dev/null and stdout/stderr at the log, at once."""
         if self.detached:
             return
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        log = os.open(self.log_path, flags, 0o600)
+        log = open_regular(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self.owner)
         null = os.open(os.devnull, os.O_RDONLY)
         try:
             sys.stdout.flush()

@@ -7,34 +7,58 @@ Protocol (newline-delimited JSON, UTF-8; see docs/control.md):
    ``T`` is the per-start random token in ``<runtime>/<id>.token`` (0600).
 2. The server checks, before it reads any command, that the peer runs as
    the agent's owner (SO_PEERCRED) or root, that the first frame is not
-   HTTP, and compares the token in constant time. Anything else is closed
-   without an answer.
+   HTTP, and compares the token in constant time. Anything else, and a
+   hello that is not complete within ``_HELLO_TIMEOUT_S`` of the connection
+   being taken, is closed without an answer.
 3. It answers ``{"ok": true, "agent": ID, "protocol": 1}``; then each
    request ``{"cmd": NAME, ...}`` gets one reply ``{"ok": true, ...}`` or
    ``{"ok": false, "error": MESSAGE}``.
 4. ``{"cmd": "io"}`` turns the connection into the agent's input/output
    stream: every line the client sends goes into the input area, and every
    decoded output line is sent to the client, until either side closes.
+
+The server never stops accepting before :meth:`ControlServer.close`: a
+connection beyond ``_MAX_CONNECTIONS``, or one that arrives while the
+process is out of file descriptors, is accepted and closed at once, so its
+client sees the end of the stream (or a reset) instead of hanging.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import os
 import secrets
+import select
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hera import atomic
+from hera import atomic, privilege
 from hera.errors import HeraError
 
 PROTOCOL = 1
 _MAX_FRAME = 1 << 16
+# The whole hello line must arrive within this many seconds of the
+# connection being taken (a deadline, not an idle timeout: a client that
+# trickles one byte at a time is dropped just the same).
 _HELLO_TIMEOUT_S = 5.0
+# At most this many connections are served at once (logged in or still in
+# their hello); one more is accepted and closed at once. Each costs the
+# agent a file descriptor and a thread, and the agent needs descriptors of
+# its own to save its state: a flood of connections must not take them all.
+_MAX_CONNECTIONS = 64
+# accept() errors of one connection, or an interrupted call: try again at
+# once. Any other error (ENOBUFS, ENOMEM, ...) is tried again after a short
+# wait, EMFILE and ENFILE after shedding a connection; none ends the loop.
+_RETRY_AT_ONCE = frozenset({errno.ECONNABORTED, errno.EINTR, errno.EAGAIN, errno.EPROTO})
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+_BACKOFF_MIN_S = 0.01
+_BACKOFF_MAX_S = 0.1
 _HTTP_STARTS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
                 b"CONNECT ", b"TRACE ", b"HTTP/")
 
@@ -78,11 +102,22 @@ class Connection:
         self._buffer = b""
         self._send_lock = threading.Lock()
 
-    def read_line(self) -> bytes | None:
-        """The next line without its newline, or ``None`` at end of stream."""
+    def read_line(self, deadline: float | None = None) -> bytes | None:
+        """The next line without its newline, or ``None`` at end of stream.
+
+        :param deadline: a :func:`time.monotonic` time by which the whole
+            line must have arrived, else :class:`TimeoutError` (``None``: the
+            socket's own timeout applies to each read). It sets the socket's
+            timeout to the time left before each read.
+        """
         while b"\n" not in self._buffer:
             if len(self._buffer) > _MAX_FRAME:
                 raise FrameTooLong(f"a frame is longer than {_MAX_FRAME} bytes")
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the line did not arrive in time")
+                self.sock.settimeout(left)
             chunk = self.sock.recv(4096)
             if not chunk:
                 return None
@@ -115,18 +150,30 @@ class Connection:
 
 class ControlServer:
     """Accepts owner-only connections and hands their requests to ``handler``
-    (called on the connection's thread; it must be thread-safe)."""
+    (called on the connection's thread; it must be thread-safe).
+
+    :param owner: ``(uid, gid)`` of the user whose agent this is, when root
+        runs another user's agent, else ``None`` (the agent is the process's
+        own). The peer must run as that uid (``None``: the process's
+        effective uid) or as root. All the server's file-system work (the
+        token, the socket, their removal) is done as that user, through
+        :func:`hera.privilege.as_owner`, so that a link the user plants in
+        their own directory can never turn it into root's work on another
+        file, and the files are the user's without a ``chown``.
+    """
 
     def __init__(self, sock_path: Path, token_path: Path, agent_id: str, handler: Handler,
-                 stream: StreamHandler | None = None, owner_uid: int | None = None):
+                 stream: StreamHandler | None = None, owner: tuple[int, int] | None = None):
         self.sock_path = Path(sock_path)
         self.token_path = Path(token_path)
         self.agent_id = agent_id
         self.handler = handler
         self.stream = stream
-        self.owner_uid = os.geteuid() if owner_uid is None else owner_uid
+        self.owner = owner
+        self.owner_uid = os.geteuid() if owner is None else owner[0]
         self._token = ""
         self._listener: socket.socket | None = None
+        self._reserve: int | None = None  # a descriptor kept to shed connections with
         self._closed = threading.Event()
         self._open: set[Connection] = set()
         self._open_lock = threading.Lock()
@@ -134,27 +181,32 @@ class ControlServer:
     def start(self) -> None:
         """Write a fresh token, bind the socket (0600) and start accepting."""
         self._token = secrets.token_hex(32)
-        atomic.write_atomically(self.token_path, [self._token.encode()], mode=0o600)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock_path.unlink()  # a dead agent's socket (its lock is ours now)
-        except FileNotFoundError:
-            pass
-        old_umask = os.umask(0o177)
-        try:
-            with_socket_path(self.sock_path, listener.bind)
-        except OSError as exc:
-            listener.close()
-            raise HeraError(f"cannot bind the control socket {self.sock_path}: "
-                            f"{exc.strerror or exc}") from None
-        finally:
-            os.umask(old_umask)
+        # As the agent's owner: no chown afterwards, and no link of theirs
+        # followed with root's rights (see hera.privilege).
+        with privilege.as_owner(self.owner):
+            try:
+                atomic.write_atomically(self.token_path, [self._token.encode()], mode=0o600)
+                try:
+                    self.sock_path.unlink()  # a dead agent's socket (its lock is ours now)
+                except FileNotFoundError:
+                    pass
+            except BaseException:
+                listener.close()
+                raise
+            old_umask = os.umask(0o177)
+            try:
+                with_socket_path(self.sock_path, listener.bind)
+                os.chmod(self.sock_path, 0o600)
+            except OSError as exc:
+                listener.close()
+                raise HeraError(f"cannot bind the control socket {self.sock_path}: "
+                                f"{exc.strerror or exc}") from None
+            finally:
+                os.umask(old_umask)
         self._listener = listener  # from here on, close() closes it
-        os.chmod(self.sock_path, 0o600)
-        if self.owner_uid != os.geteuid():  # root running another user's agent
-            for path in (self.sock_path, self.token_path):
-                os.chown(path, self.owner_uid, -1)
         listener.listen(16)
+        self._reserve = _open_reserve()
         threading.Thread(target=self._accept, name="hera-control", daemon=True).start()
 
     def close(self) -> None:
@@ -172,25 +224,88 @@ class ControlServer:
                     conn.sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        for path in (self.sock_path, self.token_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        with privilege.as_owner(self.owner):
+            for path in (self.sock_path, self.token_path):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
 
     def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
+        """Take connections until :meth:`close`, whatever ``accept`` says."""
+        backoff = _BACKOFF_MIN_S
+        try:
+            while not self._closed.is_set():
+                try:
+                    sock, _ = self._listener.accept()
+                except OSError as exc:
+                    if self._closed.is_set():
+                        return
+                    if exc.errno in _OUT_OF_DESCRIPTORS:
+                        if self._shed_one():
+                            backoff = _BACKOFF_MIN_S
+                            continue
+                    elif exc.errno in _RETRY_AT_ONCE:
+                        continue
+                    # Out of descriptors with none in reserve, or short of
+                    # memory (ENOBUFS, ENOMEM) or worse: wait a little.
+                    self._closed.wait(backoff)
+                    backoff = min(2 * backoff, _BACKOFF_MAX_S)
+                    continue
+                backoff = _BACKOFF_MIN_S
+                self._take(sock)
+        finally:
+            self._drop_reserve()
+
+    def _take(self, sock: socket.socket) -> None:
+        """Serve ``sock`` on a thread of its own, or close it at once when
+        ``_MAX_CONNECTIONS`` are being served (or no thread can start)."""
+        conn = Connection(sock)
+        with self._open_lock:
+            if len(self._open) >= _MAX_CONNECTIONS:
+                conn.close()
                 return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            self._open.add(conn)
+        try:
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        except RuntimeError:  # can't start a new thread
+            with self._open_lock:
+                self._open.discard(conn)
+            conn.close()
+
+    def _shed_one(self) -> bool:
+        """Out of descriptors: accept the next pending connection with the
+        reserved descriptor and close it at once, so that its client sees a
+        closed connection rather than waiting in the backlog. False when
+        there is nothing to shed it with (or nothing came within a moment)."""
+        poller = select.poll()
+        try:
+            poller.register(self._listener, select.POLLIN)
+            if not poller.poll(_BACKOFF_MAX_S * 1000) or self._closed.is_set():
+                return False
+        except (OSError, ValueError):  # closed meanwhile
+            return False
+        self._drop_reserve()
+        try:
+            sock, _ = self._listener.accept()
+        except OSError:
+            return False
+        else:
+            sock.close()
+            return True
+        finally:
+            if not self._closed.is_set():
+                self._reserve = _open_reserve()
+
+    def _drop_reserve(self) -> None:
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
 
     def _authenticate(self, conn: Connection) -> bool:
         if peer_uid(conn.sock) not in (self.owner_uid, 0):
             return False
-        conn.sock.settimeout(_HELLO_TIMEOUT_S)
-        first = conn.read_line()
+        first = conn.read_line(deadline=time.monotonic() + _HELLO_TIMEOUT_S)
         if first is None or first.lstrip().startswith(_HTTP_STARTS) or b" HTTP/1." in first:
             return False
         hello = json.loads(first)
@@ -202,10 +317,7 @@ class ControlServer:
         conn.sock.settimeout(None)
         return True
 
-    def _serve(self, sock: socket.socket) -> None:
-        conn = Connection(sock)
-        with self._open_lock:
-            self._open.add(conn)
+    def _serve(self, conn: Connection) -> None:
         try:
             try:
                 if not self._authenticate(conn):
@@ -241,21 +353,40 @@ class ControlServer:
             conn.close()
 
 
-class ControlClient:
-    """Talks to a running agent over its control channel."""
+def _open_reserve() -> int | None:
+    """A spare descriptor (``/dev/null``), or ``None`` if none is free."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
 
-    def __init__(self, sock_path: Path, token_path: Path, timeout: float = 40.0):
-        try:
-            token = Path(token_path).read_text().strip()
-        except OSError as exc:
-            raise HeraError(f"cannot read the agent's control token: {exc.strerror}") from None
+
+class ControlClient:
+    """Talks to a running agent over its control channel.
+
+    :param owner: ``(uid, gid)`` of the user whose agent it is, when root
+        talks to another user's agent, else ``None``. The token is read, and
+        the socket connected to, as that user (see :mod:`hera.privilege`):
+        root never reads a file the user may have swapped for a link to a
+        secret, to send it down a socket the user controls.
+    """
+
+    def __init__(self, sock_path: Path, token_path: Path, timeout: float = 40.0,
+                 owner: tuple[int, int] | None = None):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
-        try:
-            with_socket_path(Path(sock_path), sock.connect)
-        except OSError as exc:
-            sock.close()
-            raise HeraError(f"cannot reach the agent's control socket: {exc.strerror or exc}") from None
+        with privilege.as_owner(owner):
+            try:
+                token = Path(token_path).read_text().strip()
+            except OSError as exc:
+                sock.close()
+                raise HeraError(f"cannot read the agent's control token: {exc.strerror}") from None
+            try:
+                with_socket_path(Path(sock_path), sock.connect)
+            except OSError as exc:
+                sock.close()
+                raise HeraError(f"cannot reach the agent's control socket: "
+                                f"{exc.strerror or exc}") from None
         self.conn = Connection(sock)
         try:
             self.conn.send_json({"hello": "hera", "token": token})

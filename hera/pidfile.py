@@ -13,10 +13,14 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hera import privilege
+from hera.errors import HeraError
 
 # A reader's shared lock lasts microseconds; an acquirer that meets one
 # retries for this long before it believes the agent is held.
@@ -53,8 +57,10 @@ class Holder:
 class PidLock:
     """An exclusive, non-blocking lock on a pid-file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, owner: tuple[int, int] | None = None):
         self.path = Path(path)
+        #: whose directory it lies in (root running another user's agent)
+        self.owner = owner
         self._fd: int | None = None
         self._started: float | None = None
 
@@ -66,7 +72,7 @@ class PidLock:
         """Take the lock; ``False`` if another process holds it."""
         deadline = time.monotonic() + _ACQUIRE_PATIENCE_S
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, self.owner)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -106,8 +112,9 @@ class PidLock:
         if self._fd is None:
             return
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
+            with privilege.as_owner(self.owner):
+                os.unlink(self.path)
+        except OSError:  # gone, or a read-only directory: the lock ends all the same
             pass
         os.close(self._fd)
         self._fd = None
@@ -119,34 +126,76 @@ class PidLock:
         self.release()
 
 
-def read_holder(path: Path) -> Holder | None:
+def open_regular(path: Path, flags: int, owner: tuple[int, int] | None = None,
+                 mode: int = 0o600) -> int:
+    """Open a file of hera's own (a pid-file, a log) without following a
+    symbolic link, as ``owner`` (see :mod:`hera.privilege`), and refuse
+    anything but a regular file; errors are one line."""
+    try:
+        with privilege.as_owner(owner):
+            fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise HeraError(f"{path} is a symbolic link; refusing to follow it") from None
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise HeraError(f"cannot open {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise HeraError(f"{path} is not a regular file; refusing to use it")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_holder(path: Path, owner: tuple[int, int] | None = None) -> Holder | None:
     """The live holder of a pid-file, or ``None`` if nobody holds it (no
     file, or a stale one)."""
+    record = read_record(path, owner, live=True)
+    if record is None:
+        return None
+    pid = record.pop("pid", None)
+    started = record.pop("started", None)
+    return Holder(pid if isinstance(pid, int) else None,
+                  started if isinstance(started, (int, float)) else None, record)
+
+
+def read_stale(path: Path, owner: tuple[int, int] | None = None) -> dict[str, Any] | None:
+    """The record of a pid-file that nobody holds: what a process killed
+    without cleaning up (SIGKILL, a crash) last wrote; ``None`` if there is
+    no such file or it is held."""
+    return read_record(path, owner, live=False)
+
+
+def read_record(path: Path, owner: tuple[int, int] | None, live: bool) -> dict[str, Any] | None:
+    """The JSON record of a pid-file if it is held (``live``) or not."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = open_regular(path, os.O_RDONLY, owner)
+    except (FileNotFoundError, HeraError):
         return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pass  # held: read who holds it
+            held = True
         except OSError as exc:  # pragma: no cover - e.g. NFS without locks
             if exc.errno not in (errno.ENOLCK, errno.EINVAL):
                 raise
+            held = True  # cannot tell: believe the record
         else:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            held = False
+        if held != live:
             return None
-        raw = os.pread(fd, 4096, 0)
+        return record_at(fd)
     finally:
         os.close(fd)
+
+
+def record_at(fd: int) -> dict[str, Any]:
+    """The JSON record in the pid-file open as ``fd`` (``{}`` if unreadable)."""
+    raw = os.pread(fd, 4096, 0)
     try:  # the first JSON value: a record being rewritten may trail the old one's tail
         record = json.JSONDecoder().raw_decode(raw.decode())[0] if raw else {}
     except (ValueError, UnicodeDecodeError):
         record = {}
-    if not isinstance(record, dict):
-        record = {}
-    pid = record.pop("pid", None)
-    started = record.pop("started", None)
-    return Holder(pid if isinstance(pid, int) else None,
-                  started if isinstance(started, (int, float)) else None, record)
+    return record if isinstance(record, dict) else {}

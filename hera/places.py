@@ -17,8 +17,11 @@ empty. ``HERA_DATA_DIR`` etc. name the directory that holds ``agents/``.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
+import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,10 @@ from pathlib import Path
 from hera.errors import HeraError
 
 APP = "hera"
+
+# A user name as useradd accepts it: nothing that could step out of a
+# directory ("..", "/") or be taken for an option.
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,10 @@ class Scope:
             raise UsageError("--system and --user cannot be used together")
         if system:
             return cls("system")
+        if user is not None and not _USER_NAME.fullmatch(user):
+            from hera.errors import UsageError
+
+            raise UsageError(f"--user takes a user name, not {user!r}")
         if user and user != current_user():
             return cls("other", user)
         return cls("user")
@@ -142,30 +153,111 @@ def project_config_file() -> Path:
     return Path.cwd() / "hera.json"
 
 
-def ensure_private_dir(path: Path, owner: tuple[int, int] | None = None,
-                       must_own: bool = False) -> Path:
-    """Create ``path`` and its missing parents (mode 0700) or fail with one line.
+def ensure_private_dir(path: Path, must_own: bool = False) -> Path:
+    """Create ``path`` and its missing parents, each mode 0700 whatever the
+    umask, or fail with one line.
 
-    :param owner: ``(uid, gid)`` to hand the directories it creates to (root
-        installing for another user), so that user can use them.
-    :param must_own: refuse a directory that another user owns or can write
-        to, e.g. a runtime dir under /tmp that someone created first.
+    :param must_own: refuse a directory that is a symbolic link, belongs to
+        another user or that others can write to: a runtime dir under /tmp
+        that someone else made first (or pointed at a directory of ours).
     """
-    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if owner is not None:
-            for created in missing:
-                os.chown(created, *owner)
-        info = path.stat()
+        _make_dirs(path, 0o700)
+        info = os.lstat(path)
     except PermissionError:
         raise HeraError(f"cannot create {path}: permission denied") from None
     except OSError as exc:
         raise HeraError(f"cannot create {path}: {exc.strerror}") from None
-    if must_own and (info.st_uid != os.geteuid() or info.st_mode & 0o022):
-        raise HeraError(f"{path} belongs to uid {info.st_uid} or is writable by others; "
-                        "refusing to keep agents' locks there (set HERA_RUNTIME_DIR)")
+    if must_own:
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise HeraError(f"{path} is not a directory of its own (a symbolic link?); "
+                            "refusing to keep agents' locks there (set HERA_RUNTIME_DIR)")
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise HeraError(f"{path} belongs to uid {info.st_uid} or is writable by others; "
+                            "refusing to keep agents' locks there (set HERA_RUNTIME_DIR)")
     return path
+
+
+def _make_dirs(path: Path, mode: int) -> list[Path]:
+    """``mkdir -p`` that gives every directory it creates ``mode`` exactly
+    (``Path.mkdir(parents=True)`` leaves parents at 0777 less the umask);
+    returns those it created, outermost first."""
+    missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    created = []
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: checked by the caller
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, mode)  # the umask may have taken bits off
+        finally:
+            os.close(fd)
+        created.append(directory)
+    if not os.path.isdir(path):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    return created
+
+
+def prepare_user_base(base: Path, owner: tuple[int, int]) -> None:
+    """Root's part of making another user's data directory ``base``.
+
+    Directories above ``base`` that root has to create stay root's, mode
+    0711: the user can pass through to its own directory but can neither
+    list nor rename the other users' (a users directory handed to the
+    first user installed for would let that user hide everyone else's
+    agents). ``base`` itself, if root has to create it, is made 0700 and
+    given to the user through its descriptor. Whatever exists above
+    ``base`` must belong to root or to the user and be writable by no one
+    else (a world-writable directory with the sticky bit, like /tmp,
+    excepted), as OpenSSH asks of the path to a user's files.
+
+    Everything below ``base`` is made by the user's own identity (see
+    :mod:`hera.privilege`), never by root.
+    """
+    uid, gid = owner
+    try:
+        existing = next(p for p in (base, *base.parents) if os.path.lexists(p))
+        if existing == base:
+            _check_owned_by(base, {uid}, "the agents of this user")
+        for ancestor in (existing if existing != base else base.parent, *existing.parents):
+            _check_owned_by(ancestor, {0, uid}, "other users' agents", sticky_ok=True)
+        if existing != base and os.stat(existing).st_uid == uid:
+            return  # inside the user's own tree (a home directory): the user makes the rest
+        for directory in _make_dirs(base.parent, 0o711):
+            _check_owned_by(directory, {0}, "other users' agents")
+        try:
+            os.mkdir(base, 0o700)
+        except FileExistsError:
+            _check_owned_by(base, {uid}, "the agents of this user")
+            return
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+    except PermissionError:
+        raise HeraError(f"cannot create {base}: permission denied") from None
+    except OSError as exc:
+        raise HeraError(f"cannot create {base}: {exc.strerror}") from None
+
+
+def _check_owned_by(path: Path, uids: set[int], what: str, sticky_ok: bool = False) -> None:
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) and path != Path(path.anchor):
+        # A link that root made (e.g. /var/run) is as safe as its owner.
+        if info.st_uid != 0:
+            raise HeraError(f"{path} is a symbolic link of uid {info.st_uid}; "
+                            f"refusing to keep {what} behind it")
+        info = os.stat(path)
+    writable_by_others = info.st_mode & 0o022
+    if sticky_ok and info.st_mode & stat.S_ISVTX and info.st_uid == 0:
+        writable_by_others = 0
+    if info.st_uid not in uids or writable_by_others:
+        raise HeraError(f"{path} belongs to uid {info.st_uid} or is writable by others; "
+                        f"refusing to keep {what} there")
 
 
 def all_user_scopes() -> list[Scope]:

@@ -3,17 +3,20 @@ another user) and their pid-files."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ContextManager
 
-from hera import atomic, identity, places
+from hera import atomic, identity, places, privilege
 from hera.errors import AgentRunningError, HeraError, InstanceFileError
 from hera.instance import Header, InstanceFile, read_header
-from hera.pidfile import Holder, PidLock, read_holder
+from hera.pidfile import Holder, PidLock, open_regular, read_holder, read_stale
 
 
 #: pid-file ops of an agent's own process: loading it, or running its loop.
@@ -31,6 +34,15 @@ class AgentEntry:
     header: Header
     scope: places.Scope
     holder: Holder | None
+    #: the record of a run that ended without cleaning up (killed), if any
+    stale: dict[str, Any] | None = None
+
+    @property
+    def killed(self) -> bool:
+        """Whether the last run was killed (SIGKILL, a crash) after its last
+        save: its steps since then are lost."""
+        return (not self.is_up and self.stale is not None
+                and self.stale.get("op") in UP_OPS)
 
     @property
     def id(self) -> str:
@@ -53,6 +65,8 @@ class AgentEntry:
             if self.holder.info.get("op") == "starting":
                 return "starting"
             return str(self.holder.info.get("state") or "running")
+        if self.killed:
+            return "killed"
         return "down" if self.header.meta.get("alive") else "dead"
 
 
@@ -96,37 +110,97 @@ class AgentStore:
         is kept once it has been upgraded."""
         return self.dir / f"{agent_id}.format{data_format}.json"
 
+    def uninstalled_path(self, agent_id: str) -> Path:
+        """The note an uninstall leaves: where the agent went, at which step."""
+        return self.dir / f"{agent_id}.uninstalled"
+
+    def remember_uninstall(self, meta: dict[str, Any], where: Path) -> None:
+        """Note that the agent of ``meta`` left the store for ``where``, so that
+        an earlier copy (its build file) is not quietly installed in its place."""
+        note = {"steps": meta["steps"], "incarnation": meta["incarnation"],
+                "path": str(Path(where).absolute())}
+        self._write(self.uninstalled_path(meta["id"]), [json.dumps(note).encode()])
+
+    def uninstall_record(self, agent_id: str) -> dict[str, Any] | None:
+        """The note of the agent's uninstall, if it was uninstalled from here."""
+        try:
+            with self.acting():
+                fd = open_regular(self.uninstalled_path(agent_id), os.O_RDONLY)
+                with os.fdopen(fd, "rb") as note:
+                    record = json.loads(note.read(4096))
+        except (OSError, HeraError, ValueError):
+            return None
+        if not (isinstance(record, dict) and type(record.get("steps")) is int
+                and type(record.get("incarnation")) is int):
+            return None
+        return record
+
+    def forget_uninstall(self, agent_id: str) -> None:
+        """Drop the uninstall note (the agent is installed again)."""
+        try:
+            with self.acting():
+                os.unlink(self.uninstalled_path(agent_id))
+        except OSError:
+            pass
+
     def has(self, agent_id: str) -> bool:
-        return self.path(agent_id).is_file()
+        with self.acting():
+            return self.path(agent_id).is_file()
+
+    def acting(self) -> ContextManager[None]:
+        """A context in which file operations on this store are done as its
+        owner (root on another user's agents; see :mod:`hera.privilege`)."""
+        return privilege.as_owner(self.owner)
+
+    def prepare(self, directory: Path) -> Path:
+        """Make ``directory`` (the store or its run dir) if it is missing."""
+        if self.owner is not None:
+            places.prepare_user_base(places.data_dir(self.scope), self.owner)
+        with self.acting():
+            return places.ensure_private_dir(directory, must_own=self.scope.kind == "user"
+                                             and directory == self.run_dir)
 
     # -- listing and lookup --------------------------------------------------
 
     def headers(self) -> list[Header]:
         """Headers of all installed agents (unreadable files are skipped)."""
-        if not self.dir.is_dir():
-            return []
         found = []
-        for path in sorted(self.dir.glob("*.json")):
-            if _OLDER_FORMAT_NAME.search(path.name):
-                continue
+        with self.acting():
             try:
-                found.append(read_header(path))
-            except InstanceFileError as exc:
-                # Never hide a damaged agent: it may be someone's only copy.
-                print(f"hera: warning: skipping unreadable agent file: {exc.message}",
-                      file=sys.stderr)
+                if not self.dir.is_dir():
+                    return []
+                paths = sorted(self.dir.glob("*.json"))
+            except OSError as exc:
+                raise HeraError(f"cannot list {self.dir}: {exc.strerror}") from None
+            for path in paths:
+                if _OLDER_FORMAT_NAME.search(path.name):
+                    continue
+                try:
+                    found.append(read_header(path))
+                except InstanceFileError as exc:
+                    # Never hide a damaged agent: it may be someone's only copy.
+                    print(f"hera: warning: skipping unreadable agent file: {exc.message}",
+                          file=sys.stderr)
         return found
 
     def entries(self) -> list[AgentEntry]:
         """All installed agents with their running status."""
-        return [AgentEntry(h, self.scope, read_holder(self.pid_path(h.id))) for h in self.headers()]
+        return [self.entry(h) for h in self.headers()]
 
     def find(self, ident: str | None = None, callsign: str | None = None) -> Header:
         """The installed agent named by an id prefix or a callsign."""
         return identity.resolve(self.headers(), ident, callsign, where=self._where())
 
     def entry(self, header: Header) -> AgentEntry:
-        return AgentEntry(header, self.scope, read_holder(self.pid_path(header.id)))
+        """The installed agent of ``header`` with its running status."""
+        pid_path = self.pid_path(header.id)
+        holder = read_holder(pid_path, self.owner)
+        stale = read_stale(pid_path, self.owner) if holder is None else None
+        return AgentEntry(header, self.scope, holder, stale)
+
+    def holder(self, agent_id: str) -> Holder | None:
+        """Who holds the agent's pid-file now, if anyone."""
+        return read_holder(self.pid_path(agent_id), self.owner)
 
     def _where(self) -> str:
         return "among installed agents" if self.scope.kind == "user" else \
@@ -137,22 +211,66 @@ class AgentStore:
     def lock(self, agent_id: str, op: str) -> PidLock:
         """Take the agent's pid-file lock for ``op`` or raise
         :class:`AgentRunningError`; temp files of a dead writer are removed."""
-        places.ensure_private_dir(self.run_dir, self.owner, must_own=self.scope.kind == "user")
-        lock = PidLock(self.pid_path(agent_id))
+        self.prepare(self.run_dir)
+        self.sweep_stale_locks()
+        lock = PidLock(self.pid_path(agent_id), self.owner)
         if not lock.acquire():
-            holder = read_holder(lock.path)
-            doing = (holder.info.get("op") if holder else None) or "busy"
-            pid = f" (pid {holder.pid})" if holder and holder.pid else ""
+            holder = self.holder(agent_id)
+            doing = holder.info.get("op") if holder else None
+            pid = f"pid {holder.pid}" if holder and holder.pid else "pid unknown"
             if doing in UP_OPS:
-                raise AgentRunningError(f"agent {agent_id} is running{pid}; down it first")
-            raise AgentRunningError(f"agent {agent_id} is busy: {doing}{pid}")
+                raise AgentRunningError(f"agent {agent_id} is running ({pid}); down it first")
+            raise AgentRunningError(f"agent {agent_id} is busy: another hera command "
+                                    f"({doing or 'starting'}, {pid}) holds it; try again")
         try:
             lock.record(op=op)
-            atomic.remove_leftovers(self.path(agent_id))
+            with self.acting():
+                atomic.remove_leftovers(self.path(agent_id))
+        except OSError as exc:
+            lock.release()
+            raise HeraError(f"cannot take the lock of agent {agent_id} in {self.run_dir}: "
+                            f"{exc.strerror}") from None
         except BaseException:
             lock.release()
             raise
         return lock
+
+    def sweep_stale_locks(self) -> list[str]:
+        """Remove the pid-files (with socket and token) that processes
+        killed before their agent was installed left behind; return their
+        ids. Those of installed agents stay: they tell that a run was killed
+        (see :attr:`AgentEntry.killed`), and the agent's next lock reuses them."""
+        swept = []
+        with self.acting():
+            try:
+                names = [p.name for p in self.run_dir.glob("*.pid")]
+            except OSError:
+                return swept
+            for name in names:
+                agent_id = name[:-len(".pid")]
+                if not identity.is_canonical_id(agent_id) or self.path(agent_id).exists():
+                    continue
+                lock = PidLock(self.pid_path(agent_id), self.owner)
+                try:
+                    fd = open_regular(lock.path, os.O_RDWR, self.owner)
+                except (OSError, HeraError):
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if os.stat(lock.path).st_ino != os.fstat(fd).st_ino:
+                        continue
+                    for path in (self.socket_path(agent_id), self.token_path(agent_id),
+                                 lock.path):
+                        try:
+                            path.unlink()
+                        except FileNotFoundError:
+                            pass
+                    swept.append(agent_id)
+                except OSError:
+                    continue  # held (a live process) or gone
+                finally:
+                    os.close(fd)
+        return swept
 
     # -- writing (callers hold the agent's lock) -----------------------------
 
@@ -167,19 +285,24 @@ class AgentStore:
         :meth:`older_format_path` byte for byte before the first save over
         it. Written once, atomically: a copy that exists is never replaced."""
         kept = self.older_format_path(agent_id, data_format)
-        if not kept.exists():
+        with self.acting():
+            if kept.exists():
+                return kept
             atomic.remove_leftovers(kept)
-            self._write(kept, [self.path(agent_id).read_bytes()])
+            try:
+                original = self.path(agent_id).read_bytes()
+            except OSError as exc:
+                raise HeraError(f"cannot read {self.path(agent_id)}: {exc.strerror}") from None
+        self._write(kept, [original])
         return kept
 
     def _write(self, path: Path, chunks: Iterable[bytes]) -> None:
-        """Write ``path`` in the store atomically, owned by the scope's
-        owner; a failure is one line."""
-        places.ensure_private_dir(self.dir, self.owner)
+        """Write ``path`` in the store atomically, as the scope's owner; a
+        failure is one line."""
+        self.prepare(self.dir)
         try:
-            atomic.write_atomically(path, chunks)
-            if self.owner is not None:
-                os.chown(path, *self.owner)
+            with self.acting():
+                atomic.write_atomically(path, chunks)
         except PermissionError:
             raise HeraError(f"cannot write {path}: permission denied") from None
         except OSError as exc:
@@ -187,15 +310,18 @@ class AgentStore:
 
     def load(self, agent_id: str) -> InstanceFile:
         """Read and check the agent's file."""
-        return InstanceFile.read(self.path(agent_id))
+        with self.acting():
+            return InstanceFile.read(self.path(agent_id))
 
     def remove(self, agent_id: str) -> None:
-        """Delete the agent's file durably."""
+        """Delete the agent's file durably; a failure is one line and
+        leaves the agent installed."""
         path = self.path(agent_id)
         try:
-            os.unlink(path)
+            with self.acting():
+                os.unlink(path)
+                atomic.fsync_directory(path.parent)
         except FileNotFoundError:
             return
-        except PermissionError:
-            raise HeraError(f"cannot remove {path}: permission denied") from None
-        atomic.fsync_directory(path.parent)
+        except OSError as exc:
+            raise HeraError(f"cannot remove {path}: {exc.strerror}") from None

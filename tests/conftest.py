@@ -114,6 +114,22 @@ def world(tmp_path: Path) -> HeraWorld:
 
 
 @pytest.fixture
+def reachable_world():
+    """A hera world that other users can pass through to their own
+    directories (pytest's temporary directories are root's alone), as a
+    real users directory would be: for root acting for another user."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="hera-world-"))
+    root.chmod(0o755)
+    try:
+        yield make_world(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
 def places(tmp_path, monkeypatch):
     """Private data and runtime dirs for in-process lifecycle calls."""
     monkeypatch.setenv("HERA_DATA_DIR", str(tmp_path / "data"))

@@ -138,7 +138,7 @@ def test_another_user_is_refused_even_with_the_token(tmp_path_factory):
     stranger = os.geteuid() == 0
     server = ControlServer(place / "a.sock", place / "a.token", "agent",
                            lambda request: calls.append(request) or {"ok": True},
-                           owner_uid=None if stranger else os.geteuid() + 1)
+                           owner=None if stranger else (os.geteuid() + 1, os.getegid()))
     server.start()
     try:
         (place / "a.sock").chmod(0o666)
@@ -287,7 +287,8 @@ def test_bad_control_requests_never_hurt_the_agent(world, daemon):
     assert world.row(agent_id)["status"] == "down"
 
 
-def test_another_users_agent_run_by_root_is_theirs_to_control(world):
+def test_another_users_agent_run_by_root_is_theirs_to_control(reachable_world):
+    world = reachable_world
     import pwd
 
     agent_id, path = world.build()
