@@ -22,8 +22,14 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(_TOKEN_BYTES)}{TEMP_SUFFIX}")
 
 
-def write_atomically(target: Path, chunks: Iterable[bytes], mode: int = 0o600) -> None:
-    """Replace ``target`` by the concatenation of ``chunks``, durably."""
+def write_atomically(target: Path, chunks: Iterable[bytes], mode: int = 0o600,
+                     exclusive: bool = False) -> None:
+    """Replace ``target`` by the concatenation of ``chunks``, durably.
+
+    :param exclusive: never replace: if ``target`` exists (even if another
+        writer made it a moment ago), raise :class:`FileExistsError` and
+        leave it as it is.
+    """
     target = Path(target)
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -33,7 +39,11 @@ def write_atomically(target: Path, chunks: Iterable[bytes], mode: int = 0o600) -
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, target)
+        if exclusive:  # link fails if the name exists: of two racing writers, one wins
+            os.link(tmp, target)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -17,6 +17,7 @@ Precedence, lowest first: built-in defaults < ``~/.herarc`` < ``./hera.json``
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,18 +75,46 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise HeraError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise HeraError(f"{path}: cannot read: {exc}") from None
+    except RecursionError:
+        raise HeraError(f"{path}: nested too deeply") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = loads_strict(path.read_text())
     except json.JSONDecodeError as exc:
         raise HeraError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise HeraError(f"{path}: not valid JSON: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise HeraError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, dict):
         raise HeraError(f"{path}: must hold a JSON object")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` without the NaN and Infinity that strict JSON has not;
+    nesting too deep for Python is a :class:`RecursionError`."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def is_finite_value(value: Any, depth: int = 0) -> bool:
+    """Whether no float inside ``value`` (lists and tables too) is NaN or
+    infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth > 100:
+        return False
+    if isinstance(value, dict):
+        return all(is_finite_value(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(is_finite_value(v, depth + 1) for v in value)
+    return True
 
 
 def _merge(config: Config, data: dict[str, Any], where: str) -> None:
@@ -105,9 +134,16 @@ def _merge(config: Config, data: dict[str, Any], where: str) -> None:
                     )
                 if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                     raise HeraError(f"{where}: option {key!r} must be {_TYPE_WORDS[kind]}")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise HeraError(f"{where}: option {key!r} must be a finite number, not {value}")
                 least = _MINIMUM.get(key)
                 if least is not None and not value >= least:
                     raise HeraError(f"{where}: option {key!r} must be at least {least}, not {value}")
+        if section == "definition":
+            for key, value in values.items():
+                if not is_finite_value(value):
+                    raise HeraError(f"{where}: definition value {key!r} holds a number that "
+                                    "is not finite (NaN or infinity)")
         target = config.options if section == "options" else config.definition
         for key, value in values.items():
             target[key] = value

@@ -12,13 +12,16 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from hera.console import Console
 from hera.control import Connection
 from hera.errors import HeraError
 from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop
 from hera.signals import ENDING, SignalInbox, parse_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hera.runner import DescriptorReserve
 
 # How long a control request waits for the loop (which may sit at a prompt).
 _REQUEST_TIMEOUT_S = 30.0
@@ -40,7 +43,8 @@ class Loop:
     def __init__(self, session: AgentSession, inbox: SignalInbox, console: Console, *,
                  steps: int | None = None, chunk: int | None = None, checkpoint: float = 0.0,
                  output_every: int = 100, prompt_after: int | None = None,
-                 on_state: Callable[[str], None] | None = None):
+                 on_state: Callable[[str], None] | None = None,
+                 reserve: "DescriptorReserve | None" = None):
         self.session = session
         self.inbox = inbox
         self.console = console
@@ -50,6 +54,7 @@ class Loop:
         self.output_every = output_every
         self.prompt_at = None if prompt_after is None else session.step_count + prompt_after
         self.on_state = on_state or (lambda state: None)
+        self.reserve = reserve
         self.stop_reason: str | None = None
         self.want_prompt = session.mode == "interactive" and prompt_after is None
         self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue]] = queue.Queue()
@@ -110,14 +115,22 @@ class Loop:
                 return hit
         return None
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> bool:
         """Save while running; a failure is reported and retried at the next
         interval (the final save rescues the state if it still fails)."""
+        if self.reserve is not None:
+            self.reserve.release()
         try:
             self.session.save()
         except (HeraError, OSError) as exc:
             self.session.last_save = time.monotonic()
             self.console.warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")
+            return False
+        finally:
+            if self.reserve is not None:
+                self.reserve.take()
+        self.on_state(self.session.state)  # the pid-file records the saved step
+        return True
 
     def _next_chunk(self, goal: int | None) -> int:
         """Steps for the next family call: the adaptive (or fixed) chunk, cut
@@ -169,6 +182,9 @@ class Loop:
                 self.want_prompt = True
             else:  # 'hera signal SIGSTOP' attaches its own terminal over the control channel
                 console.tell(f"paused at step {self.session.step_count} ({name})")
+        elif name == "SIGUSR1":
+            if self._checkpoint():
+                console.tell(f"saved at step {self.session.step_count} (SIGUSR1)")
         elif name == "SIGHUP":
             console.detach()
         elif name == "SIGTTIN":

@@ -8,6 +8,7 @@ family's tensors. ``up`` lives in :mod:`hera.runner`.
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import os
 import secrets
 import signal
@@ -21,7 +22,8 @@ from hera import identity, places
 from hera.errors import HeraError, InstanceFileError, UsageError
 from hera.hooks.types import FamilyInfo
 from hera.instance import Header, InstanceFile, read_header
-from hera.pidfile import Holder, read_holder
+from hera.output import human_bytes
+from hera.pidfile import Holder, open_regular, record_at
 from hera.plugins import Plugins
 from hera.store import UP_OPS, AgentStore
 
@@ -107,6 +109,19 @@ def check_family(plugins: Plugins, instance: InstanceFile) -> FamilyInfo:
     return info
 
 
+def check_definition(plugins: Plugins, instance: InstanceFile) -> None:
+    """Have the family check the agent's definition (through its resource
+    estimate, which needs nothing loaded), so that no agent is installed
+    that could never be upped."""
+    try:
+        plugins.hook.hera_simulate(family=instance.family, definition=dict(instance.definition),
+                                   device="cpu")
+    except Exception as exc:  # noqa: BLE001 - a family's refusal is one line
+        why = exc.message if isinstance(exc, HeraError) else f"{type(exc).__name__}: {exc}"
+        raise InstanceFileError(f"agent {instance.id}: {instance.family} refuses its "
+                                f"definition: {why}") from None
+
+
 def upgrade(plugins: Plugins, instance: InstanceFile, store: AgentStore | None = None) -> int | None:
     """Check the family of ``instance`` and bring the agent, in place, to the
     installed family's data format through its ``hera_upgrade``.
@@ -159,11 +174,21 @@ def build(plugins: Plugins, family: str, layout: str, overrides: dict[str, Any],
     info = plugins.family(family)
     agent_id = identity.new_id()
     seed = secrets.randbits(63)
-    built = plugins.hook.hera_build(family=family, layout=layout, overrides=dict(overrides), seed=seed)
+    try:
+        built = plugins.hook.hera_build(family=family, layout=layout, overrides=dict(overrides),
+                                        seed=seed)
+    except HeraError:
+        raise
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "allocate" not in str(exc):
+            raise
+        raise HeraError(f"not enough memory to build {family}/{layout} with these "
+                        f"parameters{_asked_bytes(exc)}; choose a smaller layout or parameters"
+                        ) from None
     if built is None:  # pragma: no cover - plugins.family() found it
         raise HeraError(f"family {family!r} did not build layout {layout!r}")
     path = Path(output) if output else Path.cwd() / f"{agent_id}.json"
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:  # lexists: False, not an error, for a bad name
         raise HeraError(f"{path} exists; give another file name or --force")
     meta = {
         "id": agent_id,
@@ -178,13 +203,23 @@ def build(plugins: Plugins, family: str, layout: str, overrides: dict[str, Any],
     }
     instance = InstanceFile(meta=meta, definition=dict(built.definition), tensor_entries={})
     instance.set_tensors(built.tensors, None)
-    _write_or_explain(instance, path)
+    _write_or_explain(instance, path, exclusive=not force)
     return path, instance
 
 
-def _write_or_explain(instance: InstanceFile, path: Path) -> None:
+def _asked_bytes(exc: BaseException) -> str:
+    """`` (N bytes at once)`` from an allocator's message, when it says."""
+    import re
+
+    found = re.search(r"allocate (\d+) bytes", str(exc))
+    return f" (it asked for {human_bytes(int(found.group(1)))} at once)" if found else ""
+
+
+def _write_or_explain(instance: InstanceFile, path: Path, exclusive: bool = False) -> None:
     try:
-        instance.write(path)
+        instance.write(path, exclusive=exclusive)
+    except FileExistsError:
+        raise HeraError(f"{path} exists; give another file name or --force") from None
     except PermissionError:
         raise HeraError(f"cannot write {path}: permission denied") from None
     except FileNotFoundError:
@@ -199,7 +234,9 @@ def _write_or_explain(instance: InstanceFile, path: Path) -> None:
 def install(plugins: Plugins, store: AgentStore, file: Path) -> InstanceFile:
     """Copy an instance file into ``store`` with the install-time extras."""
     instance = InstanceFile.read(file)
-    check_family(plugins, instance)
+    info = check_family(plugins, instance)
+    if instance.meta["family"]["data_format"] == info.data_format:
+        check_definition(plugins, instance)
     lock = store.lock(instance.id, op="install")
     try:
         if store.has(instance.id):
@@ -218,6 +255,7 @@ def install_unlocked(instance: InstanceFile, store: AgentStore) -> None:
     instance.meta["installed"] = {"at": now_iso(), "by": places.current_user(),
                                   "scope": store.scope.label}
     store.save(instance)
+    store.forget_uninstall(instance.id)
 
 
 def uninstall(target: Target, destination: Path, force: bool = False) -> Path:
@@ -235,6 +273,7 @@ def uninstall(target: Target, destination: Path, force: bool = False) -> Path:
             raise HeraError(f"{path} exists; move it away, or pass --force to replace it")
         instance.meta.pop("installed", None)
         _write_or_explain(instance, path)
+        store.remember_uninstall(instance.meta, path)
         store.remove(target.id)
     finally:
         lock.release()
@@ -248,7 +287,60 @@ def _older_copy_of(path: Path, instance: InstanceFile) -> bool:
         header = read_header(path)
     except InstanceFileError:
         return False
-    return header.id == instance.id and header.meta["steps"] <= instance.steps
+    return header.id == instance.id and is_earlier_state(header.meta, instance.meta)
+
+
+def is_earlier_state(meta: dict[str, Any], than: dict[str, Any]) -> bool:
+    """Whether the agent state of ``meta`` is the state of ``than`` or one it
+    passed through (fewer or as many steps and runs): such a copy, e.g. the
+    file an agent was built as, may stand for it."""
+    return meta["steps"] <= than["steps"] and meta["incarnation"] <= than["incarnation"]
+
+
+#: ``up FILE --keep``: which copy wins when the file and the store disagree.
+KEEP_CHOICES = ("installed", "file")
+
+
+def choose_copy(target: Target, keep: str | None = None) -> Target:
+    """For ``up FILE``: refuse, unless ``keep`` says which, to run one copy
+    of an agent when the other holds a later or different state.
+
+    - Installed, and FILE holds a state the installed agent did not pass
+      through (a copy uninstalled earlier and run elsewhere, say): with
+      ``keep="file"`` the installed copy is first written to
+      ``./<id>.step<N>.json`` and removed from the store, then FILE is
+      installed on this up; with ``keep="installed"`` FILE is ignored.
+    - Not installed, but uninstalled earlier to a file with a later state
+      than FILE (the build file upped after an uninstall): ``keep="file"``
+      runs FILE all the same.
+    """
+    if target.file is None or keep == "installed":
+        return target
+    store, label = target.store, f"agent {target.id} ({target.header.callsign})"
+    file_meta = read_header(target.file).meta
+    at = f"step {file_meta['steps']}, run {file_meta['incarnation']}"
+    if target.installed:
+        mine = target.header.meta
+        if keep != "file" and is_earlier_state(file_meta, mine):
+            return target
+        here = f"step {mine['steps']}, run {mine['incarnation']}"
+        if keep != "file":
+            raise HeraError(
+                f"{target.file} holds {label} at {at}, but the installed agent is at {here}: "
+                f"they differ. Run the installed one with --keep installed, or this file "
+                f"with --keep file (the installed copy is first saved to ./{target.id}"
+                f".step{mine['steps']}.json)")
+        kept = uninstall(target, Path.cwd() / f"{target.id}.step{mine['steps']}.json")
+        print(f"the installed copy of {label} ({here}) is now in {kept}")
+        return Target(store, read_header(target.file), False, target.file)
+    gone = store.uninstall_record(target.id)
+    if gone is None or keep == "file" or not is_earlier_state(file_meta, gone) \
+            or (file_meta["steps"], file_meta["incarnation"]) == (gone["steps"], gone["incarnation"]):
+        return target
+    raise HeraError(
+        f"{label} was uninstalled at step {gone['steps']}, run {gone['incarnation']}, to "
+        f"{gone.get('path')}; {target.file} holds an earlier state ({at}). Up that file, "
+        f"or pass --keep file to run this one")
 
 
 def destroy(target: Target) -> None:
@@ -267,7 +359,7 @@ def destroy(target: Target) -> None:
 def verified_holder(target: Target) -> Holder:
     """The running agent's process, checked to be the one that wrote its
     pid-file (same pid and start time), so a reused pid is never signalled."""
-    holder = read_holder(target.store.pid_path(target.id))
+    holder = target.store.holder(target.id)
     if holder is None or holder.info.get("op") not in UP_OPS:
         raise HeraError(f"agent {target.id} ({target.header.callsign}) is not running")
     if not holder.verified:
@@ -280,23 +372,59 @@ def verified_holder(target: Target) -> Holder:
 
 def down(target: Target, timeout: float = 120.0,
          progress: Callable[[float], None] | None = None) -> Header:
-    """Ask a running agent to save and stop (SIGTERM), and wait until it has.
+    """Ask a running agent to save and stop (SIGTERM), wait until it has,
+    and check that it saved.
+
+    The agent writes how its run ended into its pid-file just before it
+    lets go of it; this holds the pid-file open from before the signal, so
+    it reads that last record even after the file is removed.
 
     :return: the agent's header as saved.
+    :raises HeraError: it did not stop in time, or it stopped without
+        saving to the cache (the message says where its state went).
     """
     store = target.store
     holder = verified_holder(target)
     try:
-        os.kill(holder.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        raise HeraError(f"not allowed to signal agent {target.id} (pid {holder.pid})") from None
+        fd = open_regular(store.pid_path(target.id), os.O_RDONLY, store.owner)
+    except FileNotFoundError:
+        return read_header(store.path(target.id))  # it ended meanwhile
+    try:
+        if os.fstat(fd).st_ino != os.stat(store.pid_path(target.id)).st_ino:
+            raise FileNotFoundError
+        try:
+            os.kill(holder.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise HeraError(f"not allowed to signal agent {target.id} (pid {holder.pid})") from None
+        record = _last_record(fd, target, timeout, progress)
+    except FileNotFoundError:
+        return read_header(store.path(target.id))
+    finally:
+        os.close(fd)
+    label = f"agent {target.id} ({target.header.callsign})"
+    outcome = record.get("outcome")
+    if outcome == "saved":
+        with store.acting():
+            return read_header(store.path(target.id))
+    if outcome is None:
+        raise HeraError(f"{label} ended without a save (killed?); the cache keeps its last "
+                        f"save, at step {record.get('saved_steps', '?')}")
+    raise HeraError(f"{label} was not saved to the cache: {record.get('error', outcome)}")
+
+
+def _last_record(fd: int, target: Target, timeout: float,
+                 progress: Callable[[float], None] | None) -> dict[str, Any]:
+    """Wait until nobody holds the pid-file open as ``fd``; return the
+    record its holder left in it."""
     started = time.monotonic()
     while True:
-        current = read_holder(store.pid_path(target.id))
-        if current is None or current.pid != holder.pid:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             break
+        except BlockingIOError:
+            pass
         waited = time.monotonic() - started
         if waited > timeout:
             raise HeraError(
@@ -305,7 +433,7 @@ def down(target: Target, timeout: float = 120.0,
         if progress is not None:
             progress(waited)
         time.sleep(0.05)
-    return read_header(store.path(target.id))
+    return record_at(fd)
 
 
 # -- grow ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from hera.instance import InstanceFile
 from hera.loop import Loop
 from hera.manager import Target, install_unlocked, now_iso, upgrade
 from hera.output import human_bytes, human_count
+from hera.pidfile import PidLock
 from hera.plugins import Plugins
 from hera.session import AgentSession
 from hera.signals import SignalInbox
@@ -96,13 +97,19 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     for spec in options.breakpoints:
         Breakpoint(**spec)  # a bad breakpoint fails before anything is loaded
     store = target.store
-    reason, path, session = "not started", None, None
+    reason, path, session, outcome = "not started", None, None, None
     with SignalInbox() as inbox:
         lock = store.lock(target.id, op="starting")  # creates the runtime dir
         server = None
+        reserve = DescriptorReserve()
         try:
-            console = Console(store.log_path(target.id), silent=options.silent,
-                              detached=options.mode == "daemon")
+            try:
+                console = Console(store.log_path(target.id), silent=options.silent,
+                                  detached=options.mode == "daemon", owner=store.owner)
+                lock.record(op="starting", mode=options.mode)
+            except OSError as exc:  # a full or read-only runtime dir
+                raise HeraError(f"cannot start agent {target.id} in {store.run_dir}: "
+                                f"{exc.strerror}") from None
             tell = say or console.tell
             device = devices.choose_device(options.device)  # before installing anything
             installed = store.has(target.id)  # checked again under the lock: no race
@@ -111,7 +118,14 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             instance = store.load(target.id) if installed else InstanceFile.read(target.file)
             older = upgrade(plugins, instance, store if installed else None)
             check_fits(resource_report(plugins, instance, device), device)  # before installing
-            if not installed:
+            _record(lock, op="starting", device=device, mode=options.mode)
+            loaded = plugins.hook.hera_load(
+                family=instance.family, definition=dict(instance.definition),
+                tensors=instance.tensors(), state=instance.state(), device=device,
+                seed=instance.meta["seed"])
+            if loaded is None:  # pragma: no cover - check_family found it
+                raise HeraError(f"family {instance.family} did not load agent {instance.id}")
+            if not installed:  # only once its family has taken it: no agent that cannot up
                 install_unlocked(instance, store)
                 tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
             if older is not None:
@@ -119,29 +133,27 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                      f"format {older} to {instance.meta['family']['data_format']}"
                      + (f"; the older file is kept as {store.older_format_path(target.id, older)}"
                         if installed else ""))
-            lock.record(op="starting", device=device, mode=options.mode)
-            loaded = plugins.hook.hera_load(
-                family=instance.family, definition=dict(instance.definition),
-                tensors=instance.tensors(), state=instance.state(), device=device,
-                seed=instance.meta["seed"])
-            if loaded is None:  # pragma: no cover - check_family found it
-                raise HeraError(f"family {instance.family} did not load agent {instance.id}")
             session = AgentSession(plugins, instance, store, loaded, options.mode)
             for spec in options.breakpoints:
                 session.add_breakpoint(**spec)
 
             def record(state: str) -> None:
-                lock.record(op="up", device=session.device, backend=session.backend,
-                            mode=options.mode, state=state, steps=session.step_count,
-                            since=now_iso(), socket=str(server.sock_path))
+                _record(lock, op="up", device=session.device, backend=session.backend,
+                        mode=options.mode, state=state, steps=session.step_count,
+                        saved_steps=session.saved_steps, since=now_iso(),
+                        socket=str(server.sock_path))
 
             loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
-                        prompt_after=options.prompt_after, on_state=record)
+                        prompt_after=options.prompt_after, on_state=record, reserve=reserve)
             server = ControlServer(store.socket_path(target.id), store.token_path(target.id),
                                    target.id, loop.handle_request, loop.stream,
-                                   owner_uid=store.owner[0] if store.owner else None)
-            server.start()
+                                   owner=store.owner)
+            try:
+                server.start()
+            except OSError as exc:
+                raise HeraError(f"cannot open the control channel of agent {target.id} in "
+                                f"{store.run_dir}: {exc.strerror}") from None
             record(session.state)
             tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} on "
                  f"{session.device} [{session.backend}] at step {session.step_count}"
@@ -154,15 +166,30 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             try:
                 reason = loop.run()
             except Exception as exc:
+                reserve.release()
                 _rescue_failed_run(session, console, exc)
+                outcome = {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
                 raise
-            if reason != "SIGABRT":
-                path = _save_or_rescue(session, console)
+            if reason == "SIGABRT":
+                outcome = {"outcome": "not saved", "error": "SIGABRT: terminated without saving"}
+            else:
+                reserve.release()  # descriptors for the save, however many clients hold ours
+                try:
+                    path = _save_or_rescue(session, console)
+                except HeraError as exc:
+                    outcome = {"outcome": "save failed", "error": exc.message}
+                    raise
+                outcome = {"outcome": "saved"}
                 tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
                      f"({human_count(session.done)} steps this run; {reason.lower()})")
         finally:
+            if session is not None and outcome is not None:
+                # 'hera down' reads this through its own descriptor once the lock is free
+                _record(lock, op="ended", reason=reason, steps=session.step_count,
+                        saved_steps=session.saved_steps, **outcome)
             if server is not None:
                 server.close()
+            reserve.release()
             lock.release()
     if reason == "SIGQUIT":
         _core_dump(signal.SIGQUIT)
@@ -170,6 +197,40 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
         _core_dump(signal.SIGABRT)
     return UpResult(target.id, target.header.callsign, session.done if session else 0,
                     session.step_count if session else target.header.meta["steps"], reason, path)
+
+
+def _record(lock: PidLock, **info: Any) -> None:
+    """Update the pid-file's record; a full or read-only runtime dir costs
+    the record, never the run."""
+    try:
+        lock.record(**info)
+    except OSError:
+        pass
+
+
+class DescriptorReserve:
+    """A few descriptors held back so that a save can still open its files
+    when clients (or a leak) have taken every other one: released before
+    the save, taken again after a checkpoint."""
+
+    COUNT = 4  # the save's temp file, the directory fsync, a rescue file, one spare
+
+    def __init__(self) -> None:
+        self._fds: list[int] = []
+        self.take()
+
+    def take(self) -> None:
+        """Hold :attr:`COUNT` descriptors again (as many as can be had)."""
+        while len(self._fds) < self.COUNT:
+            try:
+                self._fds.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                return
+
+    def release(self) -> None:
+        """Give the held descriptors back to the process."""
+        while self._fds:
+            os.close(self._fds.pop())
 
 
 def _save_or_rescue(session: AgentSession, console: Console) -> Path:

@@ -67,6 +67,8 @@ class AgentSession:
         self.step_count = instance.steps
         self.chunk = 1
         self.last_save = time.monotonic()
+        #: the step of the agent's last durable save
+        self.saved_steps = instance.steps
         self.last_hit: Stop | None = None
         instance.meta["incarnation"] += 1  # every save of this run carries it
 
@@ -179,6 +181,7 @@ class AgentSession:
         """Write the captured state to the agent's file in the store, atomically."""
         path = self.store.save(self.instance)
         self.last_save = time.monotonic()
+        self.saved_steps = self.instance.steps
         return path
 
     def save(self) -> Path:

@@ -1,5 +1,8 @@
 """The seed's signal table, and handlers that only take note.
 
+Signals outside the table that would end the process by default have a
+meaning of their own too (:data:`OTHER_MEANINGS`): none of them loses a run.
+
 Handlers append the signal to an inbox; the runner's loop reads it between
 chunks of steps and acts (see :data:`MEANINGS`), so a step is never cut in
 half and nothing heavy runs inside a handler. SIGSTOP and SIGKILL cannot be
@@ -29,11 +32,31 @@ MEANINGS: dict[str, str] = {
     "SIGTTOU": "from now on, the output area is written line by line to stdout",
 }
 
-#: Signals after which the agent does not run on.
-ENDING = ("SIGTERM", "SIGQUIT", "SIGABRT")
+#: Signals outside the seed's table whose default action would end the
+#: process without a save, and what each does to an upped agent instead.
+OTHER_MEANINGS: dict[str, str] = {
+    "SIGUSR1": "save to the cache now and run on (a checkpoint)",
+    "SIGPWR": "save to the cache and terminate normally (power is failing)",
+    "SIGXCPU": "save to the cache and terminate normally (CPU time limit reached)",
+    "SIGUSR2": "ignored",
+    "SIGALRM": "ignored",
+    "SIGVTALRM": "ignored",
+    "SIGPROF": "ignored",
+    "SIGIO": "ignored",
+    "SIGXFSZ": "ignored: a write past the file-size limit fails instead, and the save says so",
+}
 
-#: The signals the agent process catches.
-CAUGHT = tuple(getattr(signal, name) for name in MEANINGS if name not in ("SIGSTOP", "SIGKILL"))
+#: Signals after which the agent does not run on.
+ENDING = ("SIGTERM", "SIGQUIT", "SIGABRT", "SIGPWR", "SIGXCPU")
+
+#: The signals the agent process catches (those of this platform).
+CAUGHT = tuple(getattr(signal, name) for name in (*MEANINGS, *OTHER_MEANINGS)
+               if name not in ("SIGSTOP", "SIGKILL") and hasattr(signal, name)
+               and not OTHER_MEANINGS.get(name, "").startswith("ignored"))
+
+#: The signals the agent process ignores.
+IGNORED = tuple(getattr(signal, name) for name, meaning in OTHER_MEANINGS.items()
+                if meaning.startswith("ignored") and hasattr(signal, name))
 
 
 def parse_name(text: str) -> str:
@@ -49,7 +72,7 @@ def parse_name(text: str) -> str:
             raise ValueError(text) from None
     if not word.startswith("SIG"):
         word = "SIG" + word
-    if word not in MEANINGS:
+    if word not in MEANINGS and word not in OTHER_MEANINGS:
         raise ValueError(text)
     return word
 
@@ -65,6 +88,8 @@ class SignalInbox:
     def __enter__(self) -> "SignalInbox":
         for signum in CAUGHT:
             self._previous[signum] = signal.signal(signum, self._note)
+        for signum in IGNORED:
+            self._previous[signum] = signal.signal(signum, signal.SIG_IGN)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -169,9 +169,11 @@ def test_sigkill_leaves_previous_state_and_a_stale_pidfile_is_recognised(world):
             up.kill()
     assert (world.agents_dir / f"{agent_id}.json").read_bytes() == before
     [row] = world.agents()
-    assert row["status"] == "down", "a pid-file nobody holds is stale"
+    # a pid-file nobody holds is stale: not up, and it tells that the run was killed
+    assert row["status"] == "killed" and row["pid"] is None
     world.run("--uuid", agent_id, "up", "--steps", "10")
     assert world.agents()[0]["steps"] == 60
+    assert world.agents()[0]["status"] == "down"
 
 
 def test_down_with_several_running_asks_which(world):
@@ -239,7 +241,8 @@ def test_agents_warns_about_a_damaged_agent_file(world):
     assert "warning" in proc.stderr and "broken.json" in proc.stderr
 
 
-def test_installing_for_another_user_gives_them_the_files(world):
+def test_installing_for_another_user_gives_them_the_files(reachable_world):
+    world = reachable_world
     import pwd
 
     _, path = world.build()

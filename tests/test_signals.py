@@ -195,3 +195,36 @@ def test_signal_to_an_agent_that_is_not_running(world):
     world.run("install", path.name)
     proc = world.run("--uuid", agent_id, "signal", "TERM", check=False)
     assert proc.returncode == 1 and "not running" in proc.stderr
+
+
+def test_signals_outside_the_table_never_lose_the_run(world):
+    agent_id, cached, proc = _up(world, "--checkpoint", "0")
+    try:
+        for sig in (signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF):
+            proc.send_signal(sig)
+        time.sleep(0.5)
+        assert proc.poll() is None, "an ignored signal ended the agent"
+        before = InstanceFile.read(cached).steps
+        proc.send_signal(signal.SIGUSR1)  # a checkpoint: saved, and it runs on
+        deadline = time.monotonic() + 30
+        while InstanceFile.read(cached).steps == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert InstanceFile.read(cached).steps > before
+        assert proc.poll() is None
+        assert world.row(agent_id)["status"] == "running"
+    finally:
+        code = _finish(proc, signal.SIGPWR)  # power failing: save and stop
+    assert code == 0
+    assert world.row(agent_id)["status"] == "down"
+
+
+def test_after_sigkill_the_agent_shows_that_steps_were_lost(world):
+    agent_id, cached, proc = _up(world, "--checkpoint", "0")
+    time.sleep(0.3)
+    out = world.run("signal", "SIGKILL").stdout
+    assert "killed without saving" in out and "step 20" in out and "steps lost" in out
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert world.row(agent_id)["status"] == "killed"
+    assert world.row(agent_id)["steps"] == 20
+    world.run("--uuid", agent_id, "up", "--steps", "5")  # a clean run clears it
+    assert world.row(agent_id)["status"] == "down"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hera import places
-from hera.config import Config, apply_option_defaults, load_config
+from hera.config import Config, apply_option_defaults, load_config, loads_strict
 from hera.errors import UsageError
 from hera.store import AgentStore
 
@@ -54,8 +54,10 @@ def parse_assignments(pairs: list[str] | None, what: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"{what} takes PARAM=VALUE, not {pair!r}")
         try:
-            value = json.loads(text)
-        except ValueError:
+            value = loads_strict(text)
+        except (ValueError, RecursionError):
+            if text.strip().lower().lstrip("+-") in ("nan", "infinity", "inf"):
+                raise UsageError(f"{what} {key.strip()}: {text} is not a finite number") from None
             value = text
         result[key.strip()] = value
     return result

@@ -58,7 +58,7 @@ def live(row: dict, store) -> dict:
 
     try:
         with ControlClient(store.socket_path(row["id"]), store.token_path(row["id"]),
-                           timeout=1.0) as client:
+                           timeout=1.0, owner=store.owner) as client:
             status = client.request("status")["status"]
     except HeraError:
         return row

@@ -13,6 +13,10 @@
   SIGTTIN  from now on, lines on the agent's stdin go into its input area
   SIGTTOU  from now on, its output area is written line by line to stdout
 
+Signals outside the seed's table never lose a run: SIGUSR1 saves to the
+cache and runs on; SIGPWR and SIGXCPU save and terminate; SIGUSR2,
+SIGALRM, SIGVTALRM, SIGPROF, SIGIO and SIGXFSZ are ignored.
+
 SIGSTOP and SIGKILL cannot be caught by a process: SIGSTOP is asked over
 the agent's control channel, and SIGKILL goes to the verified pid. The
 other signals are delivered as real signals. With one agent running no
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     holder = manager.verified_holder(target)
     label = f"{target.id} ({target.header.callsign})"
     if name != "SIGSTOP":
+        at_step = _current_step(store, target) if name == "SIGKILL" else None
         try:
             os.kill(holder.pid, getattr(signals, name))
         except ProcessLookupError:
@@ -62,8 +67,15 @@ def run(args: argparse.Namespace) -> int:
 
             raise HeraError(f"not allowed to signal agent {label} (pid {holder.pid})") from None
         print(f"sent {name} to {label}, pid {holder.pid}")
+        if name == "SIGKILL":
+            saved = _saved_step(store, target)
+            lost = "" if at_step is None or saved is None else f" ({at_step - saved} steps lost)"
+            print(f"killed without saving: the cache keeps the save at step {saved}, "
+                  f"the steps after it are lost{lost}" if saved is not None else
+                  "killed without saving: the cache keeps its last save")
         return 0
-    with ControlClient(store.socket_path(target.id), store.token_path(target.id)) as client:
+    with ControlClient(store.socket_path(target.id), store.token_path(target.id),
+                       owner=store.owner) as client:
         status = client.request("signal", name="SIGSTOP")["status"]
         attach = not args.no_attach and sys.stdin.isatty() and status["mode"] == "daemon"
         if not attach:
@@ -78,3 +90,28 @@ def run(args: argparse.Namespace) -> int:
         except Exception:  # noqa: BLE001 - it may have been downed from the prompt
             print(f"detached from {label}")
     return 0
+
+
+def _current_step(store, target) -> int | None:
+    """The step a running agent is at, if it answers at once."""
+    from hera.control import ControlClient
+    from hera.errors import HeraError
+
+    try:
+        with ControlClient(store.socket_path(target.id), store.token_path(target.id),
+                           timeout=1.0, owner=store.owner) as client:
+            return int(client.request("status")["status"]["step"])
+    except (HeraError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _saved_step(store, target) -> int | None:
+    """The step of the agent's file in the store."""
+    from hera.errors import HeraError
+    from hera.instance import read_header
+
+    try:
+        with store.acting():
+            return int(read_header(store.path(target.id)).meta["steps"])
+    except HeraError:
+        return None

@@ -20,10 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from hera import manager
 
+    from hera.errors import UsageError
+
+    if args.output and args.output.endswith(("/", os.sep)) and not Path(args.output).is_dir():
+        raise UsageError(f"--output {args.output}: no such directory")
     store = store_for(args)
     target = manager.select_target(store, args.file, args.uuid, args.callsign)
     # The file the agent was named by gets its state back; else ./<uuid>.json.

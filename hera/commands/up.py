@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checked every step (repeatable)")
     parser.add_argument("--output-every", type=positive_int, default=100, metavar="N",
                         help="steps per output line when output is piped or streamed (default: 100)")
+    parser.add_argument("--keep", choices=("installed", "file"),
+                        help="when FILE and the installed agent hold different states: run the "
+                             "installed one, or FILE (the installed copy is first saved to "
+                             "./<uuid>.step<N>.json)")
     add_scope_options(parser)
 
 
@@ -61,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--prompt-after needs --interactive")
     store = store_for(args)
     target = manager.select_target(store, args.file, args.uuid, args.callsign, allow_uninstalled=True)
+    if args.keep and not args.file:
+        raise UsageError("--keep chooses between FILE and the installed agent: give FILE")
+    if not args.simulate:
+        target = manager.choose_copy(target, args.keep)
     plugins = load_plugins()
     if args.simulate:
         return simulate(plugins, target, args.device)
