@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from hera.pidfile import open_regular
 
@@ -40,19 +41,27 @@ class Console:
         """A line for the person at the terminal (or the log, once detached)."""
         if self.silent and not self.detached:
             return
-        try:
-            print(text, flush=True)
-        except OSError:  # the terminal went away under us
-            self.detach()
-            print(text, flush=True)
+        self._print(text, sys.stdout)
 
     def warn(self, text: str) -> None:
         """A line on stderr, even when silent."""
+        self._print(f"hera: {text}", sys.stderr)
+
+    def _print(self, text: str, stream: TextIO) -> None:
+        """Print a line; if the terminal went away, detach and print it to
+        the log; if the log cannot take it either (a full disk, a file-size
+        limit), the line is lost, never the run."""
         try:
-            print(f"hera: {text}", file=sys.stderr, flush=True)
+            print(text, file=stream, flush=True)
+            return
         except OSError:
-            self.detach()
-            print(f"hera: {text}", file=sys.stderr, flush=True)
+            if self.detached:
+                return
+        try:
+            self.detach()  # stdout and stderr now lead to the log
+            print(text, file=stream, flush=True)
+        except OSError:
+            pass
 
     def write_output(self, line: str) -> None:
         """One of the agent's output lines, on stdout (piped with SIGTTOU).
@@ -85,3 +94,4 @@ class Console:
         os.close(null)
         os.close(log)
         self.detached = True
+

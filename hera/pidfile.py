@@ -63,6 +63,7 @@ class PidLock:
         self.owner = owner
         self._fd: int | None = None
         self._started: float | None = None
+        self._last = b""  # the record last written whole
 
     @property
     def held(self) -> bool:
@@ -104,8 +105,15 @@ class PidLock:
         # Write, then cut: a reader never sees an empty file (it may see the
         # old record's tail after the new one; read_holder takes the first
         # JSON value only).
-        os.pwrite(self._fd, data, 0)
+        written = os.pwrite(self._fd, data, 0)
+        if written < len(data):  # a full disk or a file-size limit: keep the old record whole
+            if self._last:
+                os.pwrite(self._fd, self._last, 0)
+                os.ftruncate(self._fd, len(self._last))
+            raise OSError(errno.EFBIG, f"the pid-file record was cut short ({written} of "
+                          f"{len(data)} bytes written)", str(self.path))
         os.ftruncate(self._fd, len(data))
+        self._last = data
 
     def release(self) -> None:
         """Remove the pid-file and drop the lock."""

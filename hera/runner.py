@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -137,11 +138,12 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             for spec in options.breakpoints:
                 session.add_breakpoint(**spec)
 
-            def record(state: str) -> None:
-                _record(lock, op="up", device=session.device, backend=session.backend,
-                        mode=options.mode, state=state, steps=session.step_count,
-                        saved_steps=session.saved_steps, since=now_iso(),
-                        socket=str(server.sock_path))
+            def record(state: str, strict: bool = False) -> None:
+                (lock.record if strict else partial(_record, lock))(
+                    op="up", device=session.device, backend=session.backend,
+                    mode=options.mode, state=state, steps=session.step_count,
+                    saved_steps=session.saved_steps, since=now_iso(),
+                    socket=str(server.sock_path))
 
             loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
@@ -151,10 +153,10 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                                    owner=store.owner)
             try:
                 server.start()
+                record(session.state, strict=True)  # no agent up that hera cannot see
             except OSError as exc:
-                raise HeraError(f"cannot open the control channel of agent {target.id} in "
-                                f"{store.run_dir}: {exc.strerror}") from None
-            record(session.state)
+                raise HeraError(f"cannot start agent {target.id} in {store.run_dir} "
+                                f"(control channel, pid-file): {exc.strerror}") from None
             tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} on "
                  f"{session.device} [{session.backend}] at step {session.step_count}"
                  + (f", {options.steps} steps to go" if options.steps is not None else "")

@@ -221,3 +221,19 @@ def test_an_older_copy_never_quietly_replaces_the_agent(world):
     assert world.row(agent_id)["steps"] == 141
     kept = world.workdir / f"{agent_id}.step41.json"
     assert InstanceFile.read(kept).steps == 41
+
+
+def test_a_daemon_whose_runtime_dir_is_full_is_one_line_and_leaves_nothing_running(world):
+    import subprocess
+    import sys
+
+    def tiny_files() -> None:  # what a full runtime dir does to the pid-file's record
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    agent_id, path = world.build()
+    world.run("install", path.name)
+    proc = subprocess.run([sys.executable, "-m", "hera", "--uuid", agent_id, "up", "--daemon"],
+                          cwd=world.workdir, env=world.env, capture_output=True, text=True,
+                          timeout=120, preexec_fn=tiny_files)
+    assert "cut short" in _one_line_error(proc)
+    assert world.row(agent_id)["status"] == "dead" and world.row(agent_id)["pid"] is None
