@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from hera import atomic, identity, tensor_codec
 from hera.errors import InstanceFileError
@@ -47,11 +50,54 @@ META_FIELDS: dict[str, type | tuple[type, ...]] = {
     "hera_version": str,
 }
 
-_COMPACT = {"separators": (",", ":"), "ensure_ascii": True}
+#: The seed is an unsigned 63-bit number (families hand it to generators
+#: that take a signed 64-bit one).
+SEED_LIMIT = 1 << 63
+
+# Never NaN or Infinity: they aren't JSON, and hera's reader refuses them.
+_COMPACT = {"separators": (",", ":"), "ensure_ascii": True, "allow_nan": False}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, **_COMPACT)
+def _dumps(value: Any, section: str) -> str:
+    """Compact JSON of one section, refusing non-finite numbers."""
+    try:
+        return json.dumps(value, **_COMPACT)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        raise InstanceFileError(
+            f"cannot write an instance file: {section} holds a non-finite number "
+            "(NaN or infinity), which JSON does not allow") from None
+
+
+class _NonFinite(ValueError):
+    """A NaN or infinite number in a document being read."""
+
+    def __init__(self, token: str):
+        super().__init__(token)
+        self.token = token if len(token) <= 24 else token[:20] + "..."
+
+
+def _refuse_constant(token: str) -> Any:
+    raise _NonFinite(token)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999
+        raise _NonFinite(text)
+    return value
+
+
+def _loads(data: bytes | str) -> Any:
+    """``json.loads`` refusing NaN, Infinity, -Infinity and numbers too
+    large for a float (Python's json accepts all of them)."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _non_finite(where: Any, exc: _NonFinite) -> InstanceFileError:
+    return InstanceFileError(
+        f"{where}: not valid JSON (a non-finite number, {exc.token}, which JSON does not allow)")
 
 
 @dataclass
@@ -139,28 +185,50 @@ class InstanceFile:
                 "tensors": {k: e.get("sha256") for k, e in self.state_entries.items()},
             },
         }
-        text = json.dumps(summary, sort_keys=True, **_COMPACT)
+        try:
+            text = json.dumps(summary, sort_keys=True, **_COMPACT)
+        except ValueError:
+            self._check_finite()
+            raise
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def _check_finite(self) -> None:
+        """Raise :class:`InstanceFileError` naming the first section that
+        holds a non-finite number."""
+        _dumps(self.meta, "section 'meta'")
+        _dumps(self.definition, "section 'definition'")
+        _dumps(self.state_values or {}, "section 'state' (its values)")
 
     # -- writing -------------------------------------------------------------
 
     def chunks(self) -> Iterator[bytes]:
-        """The file's bytes, section by section."""
+        """The file's bytes, section by section.
+
+        Raises :class:`InstanceFileError`, before the first byte, if a
+        section holds NaN or an infinity.
+        """
+        meta = _dumps(self.meta, "section 'meta'")
+        definition = _dumps(self.definition, "section 'definition'")
+        if self.state_entries is not None:
+            values = _dumps(self.state_values or {}, "section 'state' (its values)")
+        checksum = self.checksum()
         yield f'{{"format":"{FORMAT}","version":{VERSION},\n'.encode()
-        yield f'"meta":{_dumps(self.meta)},\n'.encode()
-        yield f'"definition":{_dumps(self.definition)},\n'.encode()
-        yield f'"checksum":"{self.checksum()}",\n'.encode()
-        yield from _entries_chunks("tensors", self.tensor_entries)
+        yield f'"meta":{meta},\n'.encode()
+        yield f'"definition":{definition},\n'.encode()
+        yield f'"checksum":"{checksum}",\n'.encode()
+        yield from _entries_chunks(self.tensor_entries, "")
         if self.state_entries is None:
             yield b',\n"state":null\n}\n'
         else:
-            yield f',\n"state":{{"values":{_dumps(self.state_values or {})},\n'.encode()
-            yield from _entries_chunks("tensors", self.state_entries)
+            yield f',\n"state":{{"values":{values},\n'.encode()
+            yield from _entries_chunks(self.state_entries, "state.")
             yield b"}\n}\n"
 
-    def write(self, path: Path) -> None:
-        """Write atomically (temp file, fsync, rename, fsync directory)."""
-        atomic.write_atomically(Path(path), self.chunks())
+    def write(self, path: Path, exclusive: bool = False) -> None:
+        """Write atomically (temp file, fsync, rename, fsync directory);
+        ``exclusive``: fail with :class:`FileExistsError` rather than
+        replace an existing file."""
+        atomic.write_atomically(Path(path), self.chunks(), exclusive=exclusive)
 
     # -- reading -------------------------------------------------------------
 
@@ -169,21 +237,17 @@ class InstanceFile:
         """Read and fully check a file; raise :class:`InstanceFileError`
         with one clear line if anything is wrong."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InstanceFileError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise InstanceFileError(f"{path}: is a directory, not an instance file") from None
-        except PermissionError:
-            raise InstanceFileError(f"{path}: permission denied") from None
+        with _open_regular(path) as stream:
+            data = _read_whole(stream, path)
         return cls.parse(data, str(path))
 
     @classmethod
     def parse(cls, data: bytes, where: str = "<instance>") -> "InstanceFile":
         """Parse and check the bytes of a file (see :meth:`read`)."""
         try:
-            doc = json.loads(data)
+            doc = _loads(data)
+        except _NonFinite as exc:
+            raise _non_finite(where, exc) from None
         except UnicodeDecodeError:
             raise InstanceFileError(f"{where}: not a hera instance file (not UTF-8 text)") from None
         except json.JSONDecodeError as exc:
@@ -203,6 +267,10 @@ class InstanceFile:
             return cls._from_document(doc)
         except InstanceFileError as exc:
             raise InstanceFileError(f"{where}: {exc.message}") from None
+        except RecursionError:
+            # Nesting that json.loads took but the checksum's json.dumps,
+            # called a few frames deeper, can't.
+            raise InstanceFileError(f"{where}: not valid JSON (a number or nesting too large)") from None
 
     @classmethod
     def _from_document(cls, doc: Any) -> "InstanceFile":
@@ -257,24 +325,28 @@ def read_header(path: Path, limit: int = 1 << 20) -> Header:
     :meth:`InstanceFile.read` for that).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as stream:
+    with _open_regular(path) as stream:
+        try:
             first = stream.readline(limit)
             second = stream.readline(limit)
-    except FileNotFoundError:
-        raise InstanceFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InstanceFileError(f"{path}: is a directory, not an instance file") from None
-    except PermissionError:
-        raise InstanceFileError(f"{path}: permission denied") from None
-    try:
-        head = json.loads(first.rstrip().rstrip(b",") + b"}")
-        if not second.startswith(b'"meta":'):
-            raise ValueError
-        meta = json.loads(second[len(b'"meta":'):].rstrip().rstrip(b","))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # Not written by hera's writer (e.g. re-indented by hand): read it whole.
-        return Header(path, InstanceFile.read(path).meta)
+        except OSError as exc:
+            raise _os_error(path, exc) from None
+        try:
+            head = _loads(first.rstrip().rstrip(b",") + b"}")
+            if not second.startswith(b'"meta":'):
+                raise ValueError
+            meta = _loads(second[len(b'"meta":'):].rstrip().rstrip(b","))
+        except _NonFinite as exc:
+            raise _non_finite(path, exc) from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # Not written by hera's writer (e.g. re-indented by hand): read it
+            # whole, from the file already open.
+            try:
+                stream.seek(0)
+            except OSError as exc:
+                raise _os_error(path, exc) from None
+            data = _read_whole(stream, path)
+            return Header(path, InstanceFile.parse(data, str(path)).meta)
     try:
         _check_format(head)
         _check_meta(meta)
@@ -283,12 +355,78 @@ def read_header(path: Path, limit: int = 1 << 20) -> Header:
     return Header(path, meta)
 
 
-def _entries_chunks(key: str, entries: dict[str, dict[str, Any]]) -> Iterator[bytes]:
-    yield f'"{key}":{{'.encode()
+def _entries_chunks(entries: dict[str, dict[str, Any]], prefix: str) -> Iterator[bytes]:
+    yield b'"tensors":{'
     for i, (name, entry) in enumerate(entries.items()):
-        yield f'{"," if i else ""}\n{_dumps(name)}:'.encode()
-        yield _dumps(entry).encode()
+        yield f'{"," if i else ""}\n{json.dumps(name, ensure_ascii=True)}:'.encode()
+        yield _dumps(entry, f"tensor {prefix + name!r}").encode()
     yield b"\n}"
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open ``path`` for reading if it is a regular file; raise
+    :class:`InstanceFileError` with one line otherwise.
+
+    Opening doesn't block (a FIFO without a writer would wait forever) and
+    the check is made on the open descriptor, so what is read is what was
+    checked.
+    """
+    try:
+        # Don't even open a device: opening some has effects of its own.
+        if not _regular(path, os.stat(path).st_mode):
+            raise InstanceFileError(f"{path}: not a regular file")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
+            | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    try:
+        if not _regular(path, os.fstat(fd).st_mode):
+            raise InstanceFileError(f"{path}: not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except OSError as exc:
+        os.close(fd)
+        raise _os_error(path, exc) from None
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _regular(path: Path, mode: int) -> bool:
+    if stat.S_ISDIR(mode):
+        raise InstanceFileError(f"{path}: is a directory, not an instance file")
+    return stat.S_ISREG(mode)
+
+
+def _read_whole(stream: IO[bytes], path: Path) -> bytes:
+    """The rest of an open regular file, if the memory available can hold it."""
+    try:
+        size = os.fstat(stream.fileno()).st_size - stream.tell()
+        if size > 1 << 26:  # 64 MiB: below that, not worth asking
+            import psutil
+
+            available = psutil.virtual_memory().available
+            if size > available:
+                raise InstanceFileError(
+                    f"{path}: too large to read ({size} bytes, with {available} bytes of "
+                    "memory available)")
+        return stream.read()
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+
+
+def _os_error(path: Path, exc: OSError) -> InstanceFileError:
+    """One line for a file that can't be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        return InstanceFileError(f"{path}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return InstanceFileError(f"{path}: is a directory, not an instance file")
+    if isinstance(exc, PermissionError):
+        return InstanceFileError(f"{path}: permission denied")
+    reason = exc.strerror or type(exc).__name__
+    return InstanceFileError(f"{path}: cannot read it ({reason})")
 
 
 def _check_format(doc: Any) -> None:
@@ -315,6 +453,11 @@ def _check_meta(meta: Any) -> None:
         raise InstanceFileError(f"meta field 'id' is not a UUID: {meta['id']!r}")
     if not identity.is_valid_callsign(meta["callsign"]):
         raise InstanceFileError(f"meta field 'callsign' is malformed: {meta['callsign']!r}")
+    if not 0 <= meta["seed"] < SEED_LIMIT:
+        raise InstanceFileError("meta field 'seed' is out of range (0 <= seed < 2**63)")
+    for key in ("steps", "incarnation"):
+        if meta[key] < 0:
+            raise InstanceFileError(f"meta field {key!r} is negative")
     family = meta["family"]
     if not (isinstance(family.get("name"), str) and isinstance(family.get("version"), str)
             and type(family.get("data_format")) is int):

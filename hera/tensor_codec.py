@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import zlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hera.errors import InstanceFileError
@@ -42,8 +43,18 @@ ITEMSIZE = {
 
 ENCODINGS = ("base64", "zlib+base64")
 
-# Inflating to count bytes keeps at most this much of a tensor in memory.
-_INFLATE_CHUNK = 1 << 24
+# Base64 text is decoded this many characters at a time (a multiple of 4, so
+# that every piece but the last decodes on its own).
+_TEXT_PIECE = 1 << 16
+
+# Inflating gives out at most this many bytes at a time, whatever the input:
+# a zlib stream inflates up to ~1032 times, so it is bounded per call rather
+# than per piece of input.
+_OUT_PIECE = 1 << 20
+
+# Float tensors are checked for NaN and infinities this many elements at a
+# time, so that the check needs little memory beside the tensor.
+_FINITE_PIECE = 1 << 22
 
 # Compression only pays when it saves; a zero-weight instance shrinks ~1000x.
 _ZLIB_LEVEL = 1
@@ -54,7 +65,8 @@ def entry_checksum(dtype: str, shape: list[int], encoding: str, data: str) -> st
     digest = hashlib.sha256()
     digest.update(json.dumps([dtype, shape, encoding], separators=(",", ":")).encode())
     digest.update(b"\0")
-    digest.update(data.encode("ascii"))
+    for start in range(0, len(data), _TEXT_PIECE):
+        digest.update(data[start:start + _TEXT_PIECE].encode("ascii"))
     return digest.hexdigest()
 
 
@@ -113,62 +125,148 @@ def check_entry(name: str, entry: Any) -> None:
         raise InstanceFileError(f"checksum mismatch in tensor {name!r}: the file is damaged or was edited")
     # The checksum proves the entry is as written, not that whoever wrote it
     # made data and shape agree: check that too, so no reader is surprised.
-    needed = ITEMSIZE[dtype] * math.prod(shape)
-    held = _decoded_length(name, entry)
-    if held != needed:
-        raise InstanceFileError(
-            f"tensor {name!r} holds {held} bytes, but {dtype}{shape} needs {needed}")
+    # Inflating stops as soon as the data exceeds what the shape needs, so a
+    # small shape with a zlib bomb behind it costs next to nothing.
+    _decoded_length(name, entry)
+
+
+def _needed(entry: dict[str, Any]) -> int:
+    """Bytes the entry's dtype and shape call for."""
+    return ITEMSIZE[entry["dtype"]] * math.prod(entry["shape"])
+
+
+def _size_error(name: str, entry: dict[str, Any], held: int | str) -> InstanceFileError:
+    return InstanceFileError(
+        f"tensor {name!r} holds {held} bytes, but {entry['dtype']}{entry['shape']} needs "
+        f"{_needed(entry)}")
+
+
+def _text_pieces(data: str) -> Iterator[bytes]:
+    """The bytes of base64 ``data`` piece by piece: the same bytes, and the
+    same refusals, as ``base64.b64decode(data, validate=True)``."""
+    for start in range(0, len(data), _TEXT_PIECE):
+        piece = data[start:start + _TEXT_PIECE]
+        if start + _TEXT_PIECE < len(data) and "=" in piece:
+            # Padding before the last piece: b64decode refuses it as well.
+            raise binascii.Error("Excess data after padding")
+        yield base64.b64decode(piece, validate=True)
+
+
+def _pieces(name: str, entry: dict[str, Any]) -> Iterator[bytes]:
+    """The entry's bytes, piece by piece, each of bounded size (at most
+    :data:`_OUT_PIECE` when inflating, three quarters of :data:`_TEXT_PIECE`
+    otherwise), never more than dtype and shape need in all.
+
+    Raises :class:`InstanceFileError` if the data can't be decoded, as soon
+    as more bytes come out than dtype and shape need, and at the end if
+    fewer did. Input is taken in bounded pieces too, so the work is linear
+    in the sizes of input and output.
+    """
+    needed = _needed(entry)
+    total = 0
+    try:
+        if entry["encoding"] == "base64":
+            # Its output is smaller than its text: count it all, to say how
+            # much it holds (and to call bad text bad wherever it is).
+            for piece in _text_pieces(entry["data"]):
+                total += len(piece)
+                if total <= needed:
+                    yield piece
+        else:
+            inflate = zlib.decompressobj()
+            for packed in _text_pieces(entry["data"]):
+                if inflate.eof:
+                    raise zlib.error("data after the end of the compressed stream")
+                while True:
+                    out = inflate.decompress(packed, _OUT_PIECE)
+                    packed = inflate.unconsumed_tail  # what is left of one piece
+                    total += len(out)
+                    if total > needed:
+                        held = total if inflate.eof else f"more than {needed}"
+                        raise _size_error(name, entry, held)
+                    if out:
+                        yield out
+                    # A full piece out may leave output pending even when
+                    # all the input went in: ask again until less comes.
+                    if not packed and len(out) < _OUT_PIECE:
+                        break
+                if inflate.unused_data:
+                    raise zlib.error("data after the end of the compressed stream")
+            out = inflate.flush()
+            total += len(out)
+            if total > needed:
+                raise _size_error(name, entry, total)
+            if out:
+                yield out
+            if not inflate.eof:
+                raise zlib.error("incomplete compressed data")
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise InstanceFileError(f"tensor {name!r} cannot be decoded: {exc}") from None
+    if total != needed:
+        raise _size_error(name, entry, total)
 
 
 def _decoded_length(name: str, entry: dict[str, Any]) -> int:
-    """Bytes the entry's data decodes to, without keeping them."""
-    try:
-        packed = base64.b64decode(entry["data"], validate=True)
-        if entry["encoding"] == "base64":
-            return len(packed)
-        inflate = zlib.decompressobj()
-        total = len(inflate.decompress(packed, _INFLATE_CHUNK))
-        while inflate.unconsumed_tail:
-            total += len(inflate.decompress(inflate.unconsumed_tail, _INFLATE_CHUNK))
-        total += len(inflate.flush())
-        if not inflate.eof:
-            raise zlib.error("incomplete compressed data")
-        return total
-    except (binascii.Error, zlib.error, ValueError) as exc:
-        raise InstanceFileError(f"tensor {name!r} cannot be decoded: {exc}") from None
+    """Bytes the entry's data decodes to, without keeping them; raises
+    :class:`InstanceFileError` unless that is what dtype and shape need."""
+    total = 0
+    for piece in _pieces(name, entry):
+        total += len(piece)
+    return total
 
 
 def decode_bytes(name: str, entry: dict[str, Any]) -> bytes:
     """The raw little-endian bytes of a checked entry."""
-    try:
-        raw = base64.b64decode(entry["data"], validate=True)
-        if entry["encoding"] == "zlib+base64":
-            raw = zlib.decompress(raw)
-    except (binascii.Error, zlib.error, ValueError) as exc:
-        raise InstanceFileError(f"tensor {name!r} cannot be decoded: {exc}") from None
-    count = 1
-    for dim in entry["shape"]:
-        count *= dim
-    if len(raw) != count * ITEMSIZE[entry["dtype"]]:
-        raise InstanceFileError(
-            f"tensor {name!r} holds {len(raw)} bytes, but {entry['dtype']}{entry['shape']} needs "
-            f"{count * ITEMSIZE[entry['dtype']]}"
-        )
-    return raw
+    return b"".join(_pieces(name, entry))
 
 
 def decode_tensor(name: str, entry: dict[str, Any]) -> "torch.Tensor":
-    """Decode a checked entry to a CPU tensor."""
+    """Decode a checked entry to a CPU tensor.
+
+    Refuses a float tensor holding NaN or an infinity: a NaN weight or
+    membrane potential makes the agent's state meaningless.
+    """
     import torch
 
-    raw = decode_bytes(name, entry)
     dtype = getattr(torch, entry["dtype"])
     itemsize = ITEMSIZE[entry["dtype"]]
-    if sys.byteorder != "little" and itemsize > 1:  # pragma: no cover
-        raw = _byteswap(raw, itemsize)
-    if not raw:
+    needed = _needed(entry)
+    if not needed:
+        for _ in _pieces(name, entry):  # still refuse data that isn't empty
+            pass
         return torch.empty(entry["shape"], dtype=dtype)
-    return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(entry["shape"])
+    if sys.byteorder != "little" and itemsize > 1:  # pragma: no cover
+        raw = _byteswap(decode_bytes(name, entry), itemsize)
+        tensor = torch.frombuffer(bytearray(raw), dtype=dtype).reshape(entry["shape"])
+    else:
+        _check_memory(name, needed)
+        # Straight into the tensor's own memory: no second copy of the data.
+        buffer = torch.empty(needed, dtype=torch.uint8)
+        target = memoryview(buffer.numpy())
+        at = 0
+        for piece in _pieces(name, entry):  # never more than `needed` in all
+            target[at:at + len(piece)] = piece
+            at += len(piece)
+        tensor = buffer.view(dtype).reshape(entry["shape"])
+    if tensor.is_floating_point():
+        flat = tensor.reshape(-1)
+        for start in range(0, flat.numel(), _FINITE_PIECE):
+            if not bool(torch.isfinite(flat[start:start + _FINITE_PIECE]).all()):
+                raise InstanceFileError(
+                    f"tensor {name!r} holds NaN or an infinity, which leaves the agent meaningless")
+    return tensor
+
+
+def _check_memory(name: str, needed: int) -> None:
+    """Refuse, in one line, a tensor bigger than the memory available."""
+    if needed <= 1 << 26:  # 64 MiB: not worth asking
+        return
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise InstanceFileError(
+            f"tensor {name!r} needs {needed} bytes of memory, but only {available} are available")
 
 
 def _byteswap(raw: bytes, itemsize: int) -> bytes:  # pragma: no cover - big-endian hosts

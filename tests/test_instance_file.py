@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,8 @@ def raw_bytes(tensor: torch.Tensor) -> bytes:
 
 
 def canonical(value) -> str:
-    """JSON text that tells 1 from 1.0 from True, -0.0 from 0.0, keeps key
-    order and NaN: equal texts mean bit-exactly equal values."""
+    """JSON text that tells 1 from 1.0 from True, -0.0 from 0.0 and keeps
+    key order: equal texts mean bit-exactly equal values."""
     return json.dumps(value, ensure_ascii=True)
 
 
@@ -51,8 +52,11 @@ def assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tens
 
 # -- strategies ------------------------------------------------------------------
 
+# Only finite floats: JSON has no NaN or Infinity, and hera neither writes
+# nor reads them.
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
                                                                 max_size=4),
     max_leaves=12,
@@ -70,7 +74,7 @@ metas = st.fixed_dictionaries(
         ),
         "layout": st.text(max_size=10),
         "created": st.text(max_size=30),
-        "seed": st.integers(),
+        "seed": st.integers(0, 2**63 - 1),
         "steps": st.integers(min_value=0),
         "incarnation": st.integers(min_value=0),
         "hera_version": st.text(max_size=10),
@@ -91,7 +95,10 @@ def tensors(draw, max_elements: int = 24) -> torch.Tensor:
         raw = draw(st.binary(min_size=nbytes, max_size=nbytes))
     if not raw:
         return torch.empty(shape, dtype=getattr(torch, dtype))
-    return torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype)).reshape(shape)
+    tensor = torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype)).reshape(shape)
+    if tensor.is_floating_point():  # a reader refuses NaN and infinities
+        tensor = tensor.masked_fill(~torch.isfinite(tensor), 0)
+    return tensor
 
 
 tensor_dicts = st.dictionaries(st.text(max_size=8), tensors(), max_size=4)
@@ -238,6 +245,10 @@ def test_read_header_checks_format_version_and_meta(written):
         (b'"version":1', b'"version":2', "newer version"),
         (b'"hera-instance"', b'"hera-other"', "not a hera instance file"),
         (b'"steps":12', b'"steps":"12"', "'steps' is missing or malformed"),
+        (b'"steps":12', b'"steps":NaN', "non-finite number, NaN,"),
+        (b'"steps":12', b'"steps":12,"x":[1e400]', "non-finite number, 1e400,"),
+        (b'"steps":12', b'"steps":-12', "'steps' is negative"),
+        (b'"seed":7', b'"seed":9223372036854775808', "'seed' is out of range"),
     ]:
         path.write_bytes(raw.replace(old, new, 1))
         with pytest.raises(InstanceFileError, match=message) as caught:
@@ -409,11 +420,46 @@ def _edit(raw: bytes, change) -> bytes:
     (lambda raw: _edit(raw, lambda d: d["tensors"].update(w={"dtype": ["x"]})),
      "tensor 'w' lacks"),
     (lambda raw: _edit(raw, lambda d: d["tensors"]["w"].update(dtype={})), "unknown dtype"),
+    # JSON has no NaN or Infinity, though Python's json reads them.
+    (lambda raw: raw.replace(b'"neurons":8', b'"neurons":NaN', 1), "non-finite number, NaN,"),
+    (lambda raw: raw.replace(b'"steps":12', b'"steps":Infinity', 1),
+     "non-finite number, Infinity,"),
+    (lambda raw: raw.replace(b'"clock":3', b'"clock":[-Infinity]', 1),
+     "non-finite number, -Infinity,"),
+    (lambda raw: raw.replace(b'"neurons":8', b'"neurons":1e999', 1), "non-finite number, 1e999,"),
+    (lambda raw: raw.replace(b'"neurons":8', b'"neurons":-' + b"9" * 400 + b".5", 1),
+     "non-finite number, -9999"),
+    (lambda raw: raw.replace(b'"tensors":{', b'"tensors":{"x":{"y":NaN},', 1),
+     "non-finite number, NaN,"),
+    (lambda raw: raw.replace(b'"state":{', b'"nothing":NaN,"state":{', 1),
+     "non-finite number, NaN,"),
+    # Ranges of the metadata.
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(seed=2**70)),
+     "meta field 'seed' is out of range (0 <= seed < 2**63)"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(seed=2**63)), "'seed' is out of range"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(seed=-1)), "'seed' is out of range"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(steps=-1)),
+     "meta field 'steps' is negative"),
+    (lambda raw: _edit(raw, lambda d: d["meta"].update(incarnation=-5)),
+     "meta field 'incarnation' is negative"),
 ], ids=lambda v: None if callable(v) else v)
 def test_refuses(written, make, message):
     path, _, raw = written
     path.write_bytes(make(raw))
     assert message in refused(path).message
+
+
+def test_nesting_json_reads_but_the_checksum_cannot_write_is_refused(written):
+    """Somewhere below the recursion limit, json.loads takes a nesting that
+    json.dumps, a few frames deeper in the checksum, can't: every depth is
+    read or refused in one line, never a RecursionError."""
+    _, _, raw = written
+    for depth in range(600, 1001):
+        nested = b"[" * depth + b"]" * depth
+        try:
+            InstanceFile.parse(raw.replace(b'"neurons":8', b'"neurons":' + nested, 1))
+        except InstanceFileError as exc:
+            assert "checksum mismatch" in exc.message or "nesting too large" in exc.message
 
 
 @pytest.mark.parametrize("section", ["meta", "definition", "checksum", "tensors", "state"])
@@ -454,3 +500,242 @@ def test_refuses_tensor_whose_shape_or_dtype_does_not_fit_its_data(tmp_path, ten
         InstanceFile.read(path)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_seed_range_ends_are_accepted(tmp_path):
+    for seed in (0, 2**63 - 1):
+        instance = small_instance()
+        instance.meta["seed"] = seed
+        instance.write(tmp_path / "agent.json")
+        assert InstanceFile.read(tmp_path / "agent.json").meta["seed"] == seed
+        assert read_header(tmp_path / "agent.json").meta["seed"] == seed
+
+
+# -- what isn't a regular file, or is too big ---------------------------------------
+
+
+def _refused_both_ways(path: Path, message: str) -> None:
+    assert message in refused(path).message
+    with pytest.raises(InstanceFileError, match=re.escape(message)) as caught:
+        read_header(path)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_refuses_devices_fifos_and_links_to_them(tmp_path):
+    """``/dev/zero`` would be read until memory runs out, and a FIFO without
+    a writer would block forever: neither is even read."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero.json"
+    link.symlink_to("/dev/zero")
+    for path in (Path("/dev/zero"), Path("/dev/null"), fifo, link):
+        _refused_both_ways(path, "not a regular file")
+
+
+def test_refuses_a_socket(tmp_path):
+    import socket
+
+    path = tmp_path / "s.json"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        _refused_both_ways(path, "not a regular file")
+
+
+def test_a_file_that_becomes_a_fifo_after_the_first_look_is_refused(tmp_path, monkeypatch):
+    """The check that counts is made on the open descriptor (and opening
+    doesn't block): a swap between looking and opening changes nothing."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    regular = real_stat(__file__)
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: regular if Path(path) == fifo
+                        else real_stat(path, *a, **k))
+    assert "not a regular file" in refused(fifo).message
+
+
+def test_every_os_error_is_one_line(tmp_path):
+    long_name = tmp_path / ("a" * 300 + ".json")
+    _refused_both_ways(long_name, "cannot read it (File name too long)")
+    (tmp_path / "afile").write_text("")
+    _refused_both_ways(tmp_path / "afile" / "x.json", "cannot read it (Not a directory)")
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    _refused_both_ways(loop, "cannot read it (Too many levels of symbolic links)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(written):
+    path, _, _ = written
+    path.chmod(0)
+    _refused_both_ways(path, "permission denied")
+
+
+def test_refuses_a_file_larger_than_the_memory_available(written, monkeypatch):
+    import collections
+
+    import psutil
+
+    path, _, raw = written
+    Memory = collections.namedtuple("Memory", "total available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory(1 << 40, 100 << 20))
+    assert InstanceFile.read(path).id == small_instance().id  # small files don't ask
+    path.write_bytes(raw + b" " * (128 << 20))
+    message = refused(path).message
+    assert "too large to read" in message and str(100 << 20) in message
+    assert read_header(path).meta == small_instance().meta  # it only reads the start
+    # A file hera's writer didn't write is read whole by read_header too.
+    path.write_bytes(raw.replace(b"\n", b" ", 1) + b" " * (128 << 20))
+    with pytest.raises(InstanceFileError, match="too large to read"):
+        read_header(path)
+
+
+def test_read_header_of_a_foreign_layout_reads_the_file_it_opened(written, monkeypatch):
+    """A file not laid out by hera's writer is read whole from the very file
+    that was opened, not opened again by name."""
+    path, instance, raw = written
+    path.write_text(json.dumps(json.loads(raw), indent=2))
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    assert read_header(path).meta == instance.meta
+    assert opened == [path]
+
+
+# -- NaN and Infinity on writing -------------------------------------------------------
+
+
+@pytest.mark.parametrize("where, change", [
+    ("section 'meta'", lambda i: i.meta.update(note=[1.0, math.nan])),
+    ("section 'definition'", lambda i: i.definition.update(rate=math.inf)),
+    ("section 'state' (its values)", lambda i: i.state_values.update(t=-math.inf)),
+    ("tensor 'w'", lambda i: i.tensor_entries["w"].update(extra=math.nan)),
+    ("tensor 'state.v'", lambda i: i.state_entries["v"].update(extra=math.nan)),
+], ids=["meta", "definition", "state values", "tensor", "state tensor"])
+def test_the_writer_never_writes_nan_or_infinity(tmp_path, where, change):
+    instance = small_instance()
+    change(instance)
+    path = tmp_path / "agent.json"
+    with pytest.raises(InstanceFileError) as caught:
+        instance.write(path)
+    message = str(caught.value)
+    assert f"{where} holds a non-finite number" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == [], "nothing written, no temporary file left"
+    if not where.startswith("tensor"):
+        with pytest.raises(InstanceFileError, match=re.escape(where)):
+            instance.checksum()
+
+
+def test_the_writer_ignores_values_of_a_dead_instance(tmp_path):
+    instance = small_instance(alive=False)
+    instance.state_values = {"t": math.nan}  # not written: there is no state
+    instance.write(tmp_path / "agent.json")
+    assert InstanceFile.read(tmp_path / "agent.json").state_values is None
+
+
+def test_float_tensors_holding_nan_are_refused_when_used(tmp_path):
+    instance = small_instance()
+    state = instance.state()
+    state.tensors["v"][2] = math.nan
+    instance.set_tensors(instance.tensors(), state)
+    instance.write(tmp_path / "agent.json")
+    read = InstanceFile.read(tmp_path / "agent.json")  # well formed
+    assert read.tensors()["w"].shape == (2, 3)
+    with pytest.raises(InstanceFileError, match="tensor 'v' holds NaN or an infinity"):
+        read.state()
+
+
+# -- through the hera command ----------------------------------------------------------
+
+
+def _one_line(proc, *words: str) -> str:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hera: error: "), proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_hera_refuses_what_is_not_a_regular_file(world):
+    """``/dev/zero`` was read until a MemoryError, a FIFO hung hera forever,
+    and a long name escaped as an internal error."""
+    fifo = world.workdir / "fifo.json"
+    os.mkfifo(fifo)
+    for args in (["install", "/dev/zero"], ["up", "/dev/zero", "--steps", "1"],
+                 ["install", "fifo.json"], ["up", "fifo.json", "--steps", "1"]):
+        _one_line(world.run(*args, check=False, timeout=60), "not a regular file")
+    _one_line(world.run("install", "a" * 300 + ".json", check=False, timeout=60),
+              "File name too long")
+
+
+def test_hera_agents_skips_non_regular_files_in_the_store(world):
+    agent_id, path = world.build()
+    world.run("install", path.name)
+    os.mkfifo(world.agents_dir / "fifo.json")
+    (world.agents_dir / "zero.json").symlink_to("/dev/zero")
+    proc = world.run("agents", "--json", timeout=60)
+    assert [row["id"] for row in json.loads(proc.stdout)] == [agent_id]
+    warnings = proc.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all("not a regular file" in w for w in warnings), proc.stderr
+    assert "fifo.json" in proc.stderr and "zero.json" in proc.stderr
+
+
+def test_hera_refuses_a_file_larger_than_the_memory(world):
+    """A sparse file (no disk used) bigger than the memory available."""
+    import psutil
+
+    big = world.workdir / "big.json"
+    try:
+        with open(big, "wb") as stream:
+            stream.truncate(psutil.virtual_memory().available + (4 << 30))
+    except OSError as exc:  # a file system without sparse files that large
+        pytest.skip(f"cannot make a large sparse file here: {exc}")
+    _one_line(world.run("install", "big.json", check=False, timeout=60), "too large to read")
+
+
+def _document_checksum(doc: dict) -> str:
+    """The recipe of docs/instance-file.md (which, like Python, lets NaN through)."""
+    import hashlib
+
+    state = doc["state"]
+    summary = {"meta": doc["meta"], "definition": doc["definition"],
+               "tensors": {k: e["sha256"] for k, e in doc["tensors"].items()},
+               "state": None if state is None else {
+                   "values": state["values"],
+                   "tensors": {k: e["sha256"] for k, e in state["tensors"].items()}}}
+    text = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_hera_refuses_nan_and_out_of_range_metadata(world):
+    _, path = world.build()
+    doc = json.loads(path.read_text())
+    cases = {
+        "nan.json": ("definition", "nan", math.nan, "non-finite number, NaN"),
+        "inf.json": ("meta", "note", -math.inf, "non-finite number, -Infinity"),
+        "seed.json": ("meta", "seed", 2**70, "meta field 'seed' is out of range"),
+        "steps.json": ("meta", "steps", -1, "meta field 'steps' is negative"),
+        "incarnation.json": ("meta", "incarnation", -1, "meta field 'incarnation' is negative"),
+    }
+    for name, (section, key, value, message) in cases.items():
+        edited = json.loads(json.dumps(doc))
+        edited[section][key] = value
+        edited["checksum"] = _document_checksum(edited)
+        (world.workdir / name).write_text(json.dumps(edited))
+        _one_line(world.run("install", name, check=False), message)
+        _one_line(world.run("up", name, "--steps", "1", check=False), message)
+    assert world.agents() == []
+
+
+def test_hera_up_refuses_a_nan_weight(world):
+    _, path = world.build()
+    instance = InstanceFile.read(path)
+    tensors_ = instance.tensors()
+    name = next(k for k, t in tensors_.items() if t.is_floating_point() and t.numel())
+    tensors_[name].view(-1)[0] = math.nan
+    instance.set_tensors(tensors_, instance.state())
+    instance.write(world.workdir / "nan-weight.json")
+    _one_line(world.run("up", "nan-weight.json", "--steps", "1", check=False),
+              f"tensor {name!r} holds NaN or an infinity")
+    assert world.agents() == [], "nothing installed"

@@ -41,10 +41,19 @@ def assert_same(decoded: torch.Tensor, original: torch.Tensor) -> None:
     assert raw_bytes(decoded) == raw_bytes(original)
 
 
+def finite(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor with NaN and infinities (which a reader refuses) set to 0,
+    every other element bit for bit as it was."""
+    if not tensor.is_floating_point():
+        return tensor
+    return tensor.masked_fill(~torch.isfinite(tensor), 0)
+
+
 @st.composite
-def tensors(draw, max_elements: int = 64) -> torch.Tensor:
-    """Any tensor of a storable dtype: random bit patterns (NaNs, infinities,
-    subnormals), sometimes highly compressible, sometimes non-contiguous."""
+def tensors(draw, max_elements: int = 64, allow_non_finite: bool = False) -> torch.Tensor:
+    """Any tensor of a storable dtype: random bit patterns (subnormals, and
+    NaNs and infinities if allowed), sometimes highly compressible,
+    sometimes non-contiguous."""
     dtype = draw(st.sampled_from(DTYPES))
     shape = draw(st.lists(st.integers(0, 5), max_size=4).filter(
         lambda s: math.prod(s) <= max_elements))
@@ -57,6 +66,8 @@ def tensors(draw, max_elements: int = 64) -> torch.Tensor:
     else:
         raw = draw(st.binary(min_size=nbytes, max_size=nbytes))
     tensor = tensor_from_bytes(raw, dtype, shape)
+    if not allow_non_finite:
+        tensor = finite(tensor)
     view = draw(st.sampled_from(["as is", "transposed", "strided", "offset"]))
     if view == "transposed" and tensor.dim() >= 2:
         tensor = tensor.transpose(0, -1)
@@ -76,13 +87,14 @@ def test_itemsize_matches_torch():
 
 
 def _samples(dtype: str) -> torch.Tensor:
-    """A 3x5 tensor of the dtype with its awkward values where it has them."""
+    """A 3x5 tensor of the dtype with its awkward (finite) values where it
+    has them."""
     torch_dtype = getattr(torch, dtype)
     if dtype == "bool":
         return torch.tensor([True, False, True, True, False] * 3).reshape(3, 5)
     if torch_dtype.is_floating_point:
         info = torch.finfo(torch_dtype)
-        values = [0.0, -0.0, 1.0, -2.5, math.inf, -math.inf, math.nan, info.max, info.min,
+        values = [0.0, -0.0, 1.0, -2.5, info.tiny / 4, -info.tiny / 2, 0.5, info.max, info.min,
                   info.tiny, info.eps, 3.0, 1e-3, 7.0, -7.0]
         return torch.tensor(values, dtype=torch_dtype).reshape(3, 5)
     info = torch.iinfo(torch_dtype)
@@ -188,7 +200,7 @@ def test_does_not_compress_what_would_grow():
 
 
 @settings(max_examples=150)
-@given(tensors())
+@given(tensors(allow_non_finite=True))
 def test_compression_is_chosen_only_when_it_saves(original):
     raw = raw_bytes(original)
     entry = encode_tensor(original)
@@ -258,7 +270,7 @@ def test_decode_refuses_consistent_but_wrong_entries(change, message):
 
 
 @settings(max_examples=300)
-@given(tensors(max_elements=32).filter(lambda t: t.numel() > 0), st.data())
+@given(tensors(max_elements=32, allow_non_finite=True).filter(lambda t: t.numel() > 0), st.data())
 def test_any_single_byte_change_to_the_data_is_detected(original, data):
     entry = encode_tensor(original)
     text = entry["data"]
@@ -270,7 +282,7 @@ def test_any_single_byte_change_to_the_data_is_detected(original, data):
 
 
 @settings(max_examples=200)
-@given(tensors(), st.data())
+@given(tensors(allow_non_finite=True), st.data())
 def test_any_change_to_dtype_shape_encoding_or_checksum_is_detected(original, data):
     entry = encode_tensor(original)
     field = data.draw(st.sampled_from(["dtype", "shape", "encoding", "sha256", "data length"]))
@@ -306,3 +318,196 @@ def test_any_change_to_dtype_shape_encoding_or_checksum_is_detected(original, da
         return
     with pytest.raises(InstanceFileError):
         check_entry("t", edited)
+
+
+# -- non-finite floats -----------------------------------------------------------
+
+FLOAT_DTYPES = [d for d in DTYPES if getattr(torch, d).is_floating_point]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("compress", [True, False], ids=["compress", "plain"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_decode_refuses_non_finite_floats(dtype, compress, value):
+    """A NaN weight or membrane leaves the agent meaningless: one such value
+    anywhere makes the tensor unreadable (the entry itself is well formed)."""
+    original = torch.zeros(1000, dtype=getattr(torch, dtype))
+    original[997] = value
+    entry = encode_tensor(original, compress=compress)
+    check_entry("weights", entry)  # no torch there: only decoding looks
+    with pytest.raises(InstanceFileError, match="tensor 'weights' holds NaN or an infinity") as caught:
+        decode_tensor("weights", entry)
+    assert "\n" not in str(caught.value)
+
+
+def test_non_finite_check_looks_at_every_piece(monkeypatch):
+    monkeypatch.setattr(tensor_codec, "_FINITE_PIECE", 7)
+    original = torch.ones(100)
+    assert_same(decode_tensor("t", encode_tensor(original)), original)
+    original[-1] = math.nan
+    with pytest.raises(InstanceFileError, match="'t' holds NaN"):
+        decode_tensor("t", encode_tensor(original))
+
+
+def test_integer_and_bool_tensors_are_not_checked_for_nan():
+    original = torch.tensor([-1, 0, 2**31 - 1], dtype=torch.int32)
+    assert_same(decode_tensor("t", encode_tensor(original)), original)
+
+
+# -- bombs and big inputs -----------------------------------------------------------
+
+
+def _zlib_entry(packed: bytes, dtype: str = "float32", shape: list[int] | None = None) -> dict:
+    data = base64.b64encode(packed).decode()
+    shape = [4] if shape is None else shape
+    return _with_valid_checksum({"dtype": dtype, "shape": shape, "encoding": "zlib+base64",
+                                 "sha256": "", "data": data})
+
+
+def _peak(call) -> int:
+    """Peak bytes Python allocated while ``call`` ran."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture(scope="module")
+def bomb() -> dict:
+    """64 KiB of zlib that inflates to 64 MiB, in a float32[4] entry."""
+    return _zlib_entry(zlib.compress(bytes(64 << 20), 9))
+
+
+@pytest.mark.parametrize("reader", [check_entry, decode_tensor, tensor_codec.decode_bytes],
+                         ids=["check_entry", "decode_tensor", "decode_bytes"])
+def test_a_zlib_bomb_is_refused_without_inflating_it(bomb, reader):
+    """Inflating stops as soon as the data exceeds the 16 bytes that the
+    shape needs: one bounded piece, never the 64 MiB."""
+    assert len(bomb["data"]) < 100_000
+
+    def read():
+        with pytest.raises(InstanceFileError, match=r"tensor 'w' holds more than 16 bytes, "
+                                                    r"but float32\[4\] needs 16"):
+            reader("w", bomb)
+
+    assert _peak(read) < 3 << 20
+
+
+def test_inflating_a_large_tensor_is_linear_and_bounded(monkeypatch):
+    """The compressed input goes to zlib in bounded pieces (never the whole
+    rest of it again and again), and each piece gives bounded output."""
+    generator = torch.Generator().manual_seed(1)
+    original = torch.randint(0, 4, (1 << 20,), dtype=torch.int32, generator=generator)
+    entry = encode_tensor(original)
+    assert entry["encoding"] == "zlib+base64"
+    assert len(entry["data"]) > 4 * tensor_codec._TEXT_PIECE
+    fed, given = [], []
+    real = zlib.decompressobj
+
+    class Recorder:
+        def __init__(self, *args):
+            self._inflate = real(*args)
+
+        def __getattr__(self, name):
+            return getattr(self._inflate, name)
+
+        def decompress(self, data, max_length=0):
+            out = self._inflate.decompress(data, max_length)
+            fed.append(len(data))
+            given.append(len(out))
+            return out
+
+    monkeypatch.setattr(zlib, "decompressobj", Recorder)
+    check_entry("t", entry)
+    assert max(fed) <= tensor_codec._TEXT_PIECE * 3 // 4
+    assert sum(fed) <= len(base64.b64decode(entry["data"])) * 2  # tails are re-fed once at most
+    assert max(given) <= tensor_codec._OUT_PIECE
+    assert_same(decode_tensor("t", entry), original)
+
+
+def test_decode_tensor_holds_the_data_once():
+    """Straight into the tensor: no whole copy of the data beside it (torch's
+    own memory isn't traced, so only Python's copies would show)."""
+    original = torch.arange(1 << 22, dtype=torch.int32)  # 16 MiB
+    entry = encode_tensor(original)
+    assert _peak(lambda: decode_tensor("t", entry)) < 3 << 20
+
+
+@pytest.mark.parametrize("dtype, shape", [("float32", [2**40]), ("uint8", [10**30])])
+def test_a_huge_shape_with_little_data_is_refused(dtype, shape):
+    entry = _zlib_entry(zlib.compress(bytes(1000)), dtype, shape)
+    with pytest.raises(InstanceFileError, match="holds 1000 bytes"):
+        check_entry("t", entry)
+    with pytest.raises(InstanceFileError, match="'t' needs .* bytes of memory"):
+        decode_tensor("t", entry)
+
+
+def test_data_after_the_zlib_stream_is_refused():
+    packed = zlib.compress(bytes(16))
+    entry = _zlib_entry(packed + b"junk")
+    with pytest.raises(InstanceFileError, match="cannot be decoded: data after the end"):
+        check_entry("t", entry)
+    with pytest.raises(InstanceFileError, match="cannot be decoded"):
+        decode_tensor("t", entry)
+
+
+def test_padding_before_the_end_is_refused_in_any_piece(monkeypatch):
+    monkeypatch.setattr(tensor_codec, "_TEXT_PIECE", 8)
+    data = base64.b64encode(bytes(4)).decode() + base64.b64encode(bytes(8)).decode()
+    assert data[7] == "="
+    entry = _with_valid_checksum({"dtype": "uint8", "shape": [12], "encoding": "base64",
+                                  "sha256": "", "data": data})
+    with pytest.raises(InstanceFileError, match="cannot be decoded"):
+        check_entry("t", entry)
+
+
+base64_texts = st.one_of(
+    st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+    st.text(alphabet="AQgw+/=", max_size=40),
+    st.lists(st.binary(max_size=6).map(lambda b: base64.b64encode(b).decode()),
+             max_size=4).map("".join),
+)
+
+
+@settings(max_examples=300)
+@given(data=st.data(), compress=st.booleans(), text_piece=st.sampled_from([4, 8, 12, 64]),
+       out_piece=st.integers(1, 40))
+def test_decoding_in_pieces_is_decoding_in_one_go(data, compress, text_piece, out_piece):
+    """Whatever the sizes of the pieces, the bytes and the refusals are those
+    of ``b64decode(validate=True)`` and of inflating in one go."""
+    if compress:
+        raw = data.draw(st.binary(max_size=300) | st.integers(0, 3000).map(bytes), label="raw")
+        packed = zlib.compress(raw, data.draw(st.integers(0, 9), label="level"))
+        cut = data.draw(st.integers(0, len(packed) + 2), label="cut")
+        text = base64.b64encode(packed[:cut] + data.draw(st.binary(max_size=3))).decode()
+    else:
+        text = data.draw(base64_texts, label="text")
+    try:
+        want = base64.b64decode(text, validate=True)
+        if compress:
+            inflate = zlib.decompressobj()
+            want = inflate.decompress(want) + inflate.flush()
+            if not inflate.eof or inflate.unused_data:  # zlib.decompress ignores what follows
+                want = None
+    except (ValueError, zlib.error):
+        want = None
+    length = len(want) if want is not None else data.draw(st.integers(0, 50), label="length")
+    entry = _with_valid_checksum({"dtype": "uint8", "shape": [length],
+                                  "encoding": "zlib+base64" if compress else "base64",
+                                  "sha256": "", "data": text})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tensor_codec, "_TEXT_PIECE", text_piece)
+        patch.setattr(tensor_codec, "_OUT_PIECE", out_piece)
+        if want is None:
+            with pytest.raises(InstanceFileError):
+                tensor_codec.decode_bytes("t", entry)
+            with pytest.raises(InstanceFileError):
+                check_entry("t", entry)
+        else:
+            assert tensor_codec.decode_bytes("t", entry) == want
+            check_entry("t", entry)
+            assert raw_bytes(decode_tensor("t", entry)) == want
