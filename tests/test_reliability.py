@@ -237,3 +237,39 @@ def test_a_daemon_whose_runtime_dir_is_full_is_one_line_and_leaves_nothing_runni
                           timeout=120, preexec_fn=tiny_files)
     assert "cut short" in _one_line_error(proc)
     assert world.row(agent_id)["status"] == "dead" and world.row(agent_id)["pid"] is None
+
+
+def _in_read_only_store(world, *args: str):
+    """Run hera with the store's directory mounted read-only (a mount
+    namespace of its own), or ``None`` where this host cannot do that."""
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return None
+    store = shlex.quote(str(world.agents_dir))
+    hera = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "hera", *args))
+    script = (f"mount --bind {store} {store} && mount -o remount,ro,bind {store} {store} "
+              f"|| exit 99; exec {hera}")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=world.workdir,
+                          env=world.env, capture_output=True, text=True, timeout=120)
+    return None if proc.returncode == 99 else proc
+
+
+def test_a_read_only_store_at_destroy_and_uninstall_is_one_line(world):
+    import pytest
+
+    agent_id, path = world.build()
+    world.run("up", path.name, "--steps", "5")
+    cached = world.agents_dir / f"{agent_id}.json"
+    before = cached.read_bytes()
+    for args in (("--uuid", agent_id, "destroy", "--yes"),
+                 ("--uuid", agent_id, "uninstall", "--output", "out.json")):
+        proc = _in_read_only_store(world, *args)
+        if proc is None:
+            pytest.skip("needs root and unshare to mount the store read-only")
+        assert "Read-only file system" in _one_line_error(proc)
+        assert cached.read_bytes() == before
+    assert world.row(agent_id)["steps"] == 5
