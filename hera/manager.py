@@ -297,10 +297,6 @@ def is_earlier_state(meta: dict[str, Any], than: dict[str, Any]) -> bool:
     return meta["steps"] <= than["steps"] and meta["incarnation"] <= than["incarnation"]
 
 
-#: ``up FILE --keep``: which copy wins when the file and the store disagree.
-KEEP_CHOICES = ("installed", "file")
-
-
 def choose_copy(target: Target, keep: str | None = None) -> Target:
     """For ``up FILE``: refuse, unless ``keep`` says which, to run one copy
     of an agent when the other holds a later or different state.
@@ -411,6 +407,9 @@ def down(target: Target, timeout: float = 120.0,
     if outcome is None:
         raise HeraError(f"{label} ended without a save (killed?); the cache keeps its last "
                         f"save, at step {record.get('saved_steps', '?')}")
+    if outcome == "not started":
+        raise HeraError(f"{label} stopped before it ran, and the cache keeps it as it was: "
+                        f"{record.get('error')}")
     raise HeraError(f"{label} was not saved to the cache: {record.get('error', outcome)}")
 
 

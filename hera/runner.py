@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -139,11 +139,14 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 session.add_breakpoint(**spec)
 
             def record(state: str, strict: bool = False) -> None:
-                (lock.record if strict else partial(_record, lock))(
-                    op="up", device=session.device, backend=session.backend,
-                    mode=options.mode, state=state, steps=session.step_count,
-                    saved_steps=session.saved_steps, since=now_iso(),
-                    socket=str(server.sock_path))
+                info = dict(op="up", device=session.device, backend=session.backend,
+                            mode=options.mode, state=state, steps=session.step_count,
+                            saved_steps=session.saved_steps, since=now_iso(),
+                            socket=str(server.sock_path))
+                if strict:
+                    lock.record(**info)
+                else:
+                    _record(lock, **info)
 
             loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
@@ -170,7 +173,6 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             except Exception as exc:
                 reserve.release()
                 _rescue_failed_run(session, console, exc)
-                outcome = {"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
                 raise
             if reason == "SIGABRT":
                 outcome = {"outcome": "not saved", "error": "SIGABRT: terminated without saving"}
@@ -185,10 +187,16 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
                      f"({human_count(session.done)} steps this run; {reason.lower()})")
         finally:
-            if session is not None and outcome is not None:
-                # 'hera down' reads this through its own descriptor once the lock is free
-                _record(lock, op="ended", reason=reason, steps=session.step_count,
-                        saved_steps=session.saved_steps, **outcome)
+            if outcome is None:  # it failed: before the loop ran, or in it
+                failure = sys.exc_info()[1]
+                why = failure.message if isinstance(failure, HeraError) else \
+                    f"{type(failure).__name__}: {failure}"
+                outcome = {"outcome": "failed" if session else "not started", "error": why}
+            # 'hera down' reads this through its own descriptor once the lock is free
+            _record(lock, op="ended", reason=reason,
+                    steps=session.step_count if session else target.header.meta["steps"],
+                    saved_steps=session.saved_steps if session else target.header.meta["steps"],
+                    **outcome)
             if server is not None:
                 server.close()
             reserve.release()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from hera import tensor_codec
 from hera.breakpoints import Breakpoint
 from hera.errors import HeraError
 from hera.instance import InstanceFile
@@ -160,17 +161,24 @@ class AgentSession:
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent, learned and dynamic
         (dynamic ones prefixed ``state.``), for inspection."""
-        snapshot = self._serialize(family=self.family, agent=self.handle)
-        found = dict(snapshot.tensors)
-        if snapshot.state is not None:
-            found.update({f"state.{k}": v for k, v in snapshot.state.tensors.items()})
-        return found
+        return _every_tensor(self._serialize(family=self.family, agent=self.handle))
 
     # -- saving ----------------------------------------------------------------------
 
     def capture(self) -> InstanceFile:
-        """Take the complete state off the device into :attr:`instance`."""
+        """Take the complete state off the device into :attr:`instance`.
+
+        :raises HeraError: a float tensor holds NaN or an infinity; such a
+            state could never be loaded again, so the store's last good
+            save must not be replaced by it.
+        """
         snapshot = self._serialize(family=self.family, agent=self.handle)
+        broken = next((name for name, tensor in _every_tensor(snapshot).items()
+                       if not tensor_codec.is_finite(tensor)), None)
+        if broken is not None:
+            raise HeraError(f"the agent's tensor {broken!r} holds NaN or an infinity at step "
+                            f"{self.step_count}; not saved over its last good save (step "
+                            f"{self.saved_steps})")
         self.instance.definition = dict(snapshot.definition)
         self.instance.set_tensors(snapshot.tensors, snapshot.state)
         self.instance.meta["steps"] = self.step_count
@@ -188,3 +196,12 @@ class AgentSession:
         """Capture and write: a checkpoint, or the save at down."""
         self.capture()
         return self.write()
+
+
+def _every_tensor(snapshot: Any) -> dict[str, Any]:
+    """The learned and the dynamic tensors of a snapshot by name, the
+    dynamic ones prefixed ``state.``."""
+    found = dict(snapshot.tensors)
+    if snapshot.state is not None:
+        found.update({f"state.{k}": v for k, v in snapshot.state.tensors.items()})
+    return found

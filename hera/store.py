@@ -250,17 +250,17 @@ class AgentStore:
                 agent_id = name[:-len(".pid")]
                 if not identity.is_canonical_id(agent_id) or self.path(agent_id).exists():
                     continue
-                lock = PidLock(self.pid_path(agent_id), self.owner)
+                pid_path = self.pid_path(agent_id)
                 try:
-                    fd = open_regular(lock.path, os.O_RDWR, self.owner)
+                    fd = open_regular(pid_path, os.O_RDWR)
                 except (OSError, HeraError):
                     continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    if os.stat(lock.path).st_ino != os.fstat(fd).st_ino:
-                        continue
+                    if os.stat(pid_path).st_ino != os.fstat(fd).st_ino:
+                        continue  # replaced meanwhile: not the file we hold
                     for path in (self.socket_path(agent_id), self.token_path(agent_id),
-                                 lock.path):
+                                 pid_path):
                         try:
                             path.unlink()
                         except FileNotFoundError:

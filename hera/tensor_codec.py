@@ -50,7 +50,7 @@ _TEXT_PIECE = 1 << 16
 # Inflating gives out at most this many bytes at a time, whatever the input:
 # a zlib stream inflates up to ~1032 times, so it is bounded per call rather
 # than per piece of input.
-_OUT_PIECE = 1 << 20
+_OUT_PIECE = 1 << 18
 
 # Float tensors are checked for NaN and infinities this many elements at a
 # time, so that the check needs little memory beside the tensor.
@@ -248,13 +248,28 @@ def decode_tensor(name: str, entry: dict[str, Any]) -> "torch.Tensor":
             target[at:at + len(piece)] = piece
             at += len(piece)
         tensor = buffer.view(dtype).reshape(entry["shape"])
-    if tensor.is_floating_point():
-        flat = tensor.reshape(-1)
-        for start in range(0, flat.numel(), _FINITE_PIECE):
-            if not bool(torch.isfinite(flat[start:start + _FINITE_PIECE]).all()):
-                raise InstanceFileError(
-                    f"tensor {name!r} holds NaN or an infinity, which leaves the agent meaningless")
+    if not is_finite(tensor):
+        raise InstanceFileError(
+            f"tensor {name!r} holds NaN or an infinity, which leaves the agent meaningless")
     return tensor
+
+
+def is_finite(tensor: "torch.Tensor") -> bool:
+    """Whether no element of ``tensor`` (any device) is NaN or infinite
+    (always true of integer tensors)."""
+    import torch
+
+    if not tensor.is_floating_point():
+        return True
+    flat = tensor.detach().reshape(-1)
+    for start in range(0, flat.numel(), _FINITE_PIECE):
+        piece = flat[start:start + _FINITE_PIECE]
+        # A NaN or infinity makes the sum NaN or infinite; so can large
+        # finite values (overflow), so only then look element by element.
+        # The sum is about five times faster than isfinite().all().
+        if not (bool(torch.isfinite(piece.sum())) or bool(torch.isfinite(piece).all())):
+            return False
+    return True
 
 
 def _check_memory(name: str, needed: int) -> None:

@@ -130,8 +130,7 @@ def read_everywhere(raw: bytes, path: Path) -> list[str]:
     path.write_bytes(raw)
     outcomes.append(check_outcome(lambda: InstanceFile.read(path), len(raw), str(path)))
     outcomes.append(check_outcome(lambda: read_header(path), len(raw), str(path)))
-    if outcomes[0] == "accepted":
-        assert outcomes[1] == "accepted", "parse and read agree"
+    assert outcomes[0] == outcomes[1], "parse and read agree"
     return outcomes
 
 

@@ -107,17 +107,16 @@ def test_two_builds_to_one_file_never_overwrite_each_other(world):
         return world.run("--family", "abraxas", "--layout", "example", "build", "same.json",
                          check=False)
 
-    for _ in range(3):
-        (world.workdir / "same.json").unlink(missing_ok=True)
-        with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(build, range(4)))
-        built = [r for r in results if r.returncode == 0]
-        assert len(built) == 1, [r.stdout + r.stderr for r in results]
-        winner = built[0].stdout.split()[1]
-        assert InstanceFile.read(world.workdir / "same.json").id == winner
-        for loser in results:
-            if loser.returncode:
-                assert "exists" in _one_line_error(loser)
+    # One round here; benchmarks/reliability.py runs many.
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(build, range(4)))
+    built = [r for r in results if r.returncode == 0]
+    assert len(built) == 1, [r.stdout + r.stderr for r in results]
+    winner = built[0].stdout.split()[1]
+    assert InstanceFile.read(world.workdir / "same.json").id == winner
+    for loser in results:
+        if loser.returncode:
+            assert "exists" in _one_line_error(loser)
 
 
 def test_data_directories_are_private_whatever_the_umask(world):

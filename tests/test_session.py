@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hera.breakpoints import Breakpoint
-from hera.errors import UsageError
+from hera.errors import HeraError, UsageError
 from hera.hooks.types import LoadedAgent
 from hera.instance import InstanceFile
 from hera.plugins import create_manager
@@ -118,3 +118,15 @@ def test_signals_outside_the_table_are_refused(text):
 def test_the_table_is_the_seeds():
     assert set(MEANINGS) == {"SIGCONT", "SIGSTOP", "SIGTSTP", "SIGHUP", "SIGINT", "SIGQUIT",
                              "SIGABRT", "SIGKILL", "SIGTERM", "SIGTTIN", "SIGTTOU"}
+
+
+def test_a_state_gone_nan_is_never_saved_over_the_last_good_save():
+    session = _session(7)
+    session.advance(3)
+    session.save()
+    assert session.store.saved == [10]
+    session.advance(2)
+    session.handle.counts[1] = float("nan")  # what a family that diverged would hand over
+    with pytest.raises(HeraError, match="'counts' holds NaN .* last good save \\(step 10\\)"):
+        session.save()
+    assert session.store.saved == [10] and session.saved_steps == 10

@@ -349,6 +349,15 @@ def test_non_finite_check_looks_at_every_piece(monkeypatch):
         decode_tensor("t", encode_tensor(original))
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_large_finite_values_whose_sum_overflows_are_accepted(dtype):
+    """The check sums first (fast); a sum that overflows is no NaN."""
+    original = torch.full((1000,), torch.finfo(getattr(torch, dtype)).max,
+                          dtype=getattr(torch, dtype))
+    assert not torch.isfinite(original.sum())
+    assert_same(decode_tensor("t", encode_tensor(original)), original)
+
+
 def test_integer_and_bool_tensors_are_not_checked_for_nan():
     original = torch.tensor([-1, 0, 2**31 - 1], dtype=torch.int32)
     assert_same(decode_tensor("t", encode_tensor(original)), original)
