@@ -78,7 +78,7 @@ class PidLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                holder = read_holder(self.path)
+                holder = read_holder(self.path, self.owner)
                 if holder is not None and holder.verified or time.monotonic() > deadline:
                     return False
                 time.sleep(0.02)
