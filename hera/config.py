@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hera import places
+from hera import finite_json, places
 from hera.errors import HeraError
 
 #: Options a configuration file may set, with the type each must have.
@@ -81,7 +81,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = loads_strict(path.read_text())
+        data = finite_json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise HeraError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
     except (ValueError, RecursionError) as exc:
@@ -91,30 +91,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HeraError(f"{path}: must hold a JSON object")
     return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def loads_strict(text: str) -> Any:
-    """``json.loads`` without the NaN and Infinity that strict JSON has not;
-    nesting too deep for Python is a :class:`RecursionError`."""
-    return json.loads(text, parse_constant=_refuse_constant)
-
-
-def is_finite_value(value: Any, depth: int = 0) -> bool:
-    """Whether no float inside ``value`` (lists and tables too) is NaN or
-    infinite."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if depth > 100:
-        return False
-    if isinstance(value, dict):
-        return all(is_finite_value(v, depth + 1) for v in value.values())
-    if isinstance(value, list):
-        return all(is_finite_value(v, depth + 1) for v in value)
-    return True
 
 
 def _merge(config: Config, data: dict[str, Any], where: str) -> None:
@@ -141,7 +117,7 @@ def _merge(config: Config, data: dict[str, Any], where: str) -> None:
                     raise HeraError(f"{where}: option {key!r} must be at least {least}, not {value}")
         if section == "definition":
             for key, value in values.items():
-                if not is_finite_value(value):
+                if not finite_json.is_finite_value(value):
                     raise HeraError(f"{where}: definition value {key!r} holds a number that "
                                     "is not finite (NaN or infinity)")
         target = config.options if section == "options" else config.definition

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import stat
 from collections.abc import Iterator
@@ -26,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hera import atomic, identity, tensor_codec
+from hera import atomic, finite_json, identity, tensor_codec
 from hera.errors import InstanceFileError
+from hera.finite_json import NonFiniteNumber
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -70,32 +70,7 @@ def _dumps(value: Any, section: str) -> str:
             "(NaN or infinity), which JSON does not allow") from None
 
 
-class _NonFinite(ValueError):
-    """A NaN or infinite number in a document being read."""
-
-    def __init__(self, token: str):
-        super().__init__(token)
-        self.token = token if len(token) <= 24 else token[:20] + "..."
-
-
-def _refuse_constant(token: str) -> Any:
-    raise _NonFinite(token)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # e.g. 1e999
-        raise _NonFinite(text)
-    return value
-
-
-def _loads(data: bytes | str) -> Any:
-    """``json.loads`` refusing NaN, Infinity, -Infinity and numbers too
-    large for a float (Python's json accepts all of them)."""
-    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
-
-
-def _non_finite(where: Any, exc: _NonFinite) -> InstanceFileError:
+def _non_finite(where: Any, exc: NonFiniteNumber) -> InstanceFileError:
     return InstanceFileError(
         f"{where}: not valid JSON (a non-finite number, {exc.token}, which JSON does not allow)")
 
@@ -245,8 +220,8 @@ class InstanceFile:
     def parse(cls, data: bytes, where: str = "<instance>") -> "InstanceFile":
         """Parse and check the bytes of a file (see :meth:`read`)."""
         try:
-            doc = _loads(data)
-        except _NonFinite as exc:
+            doc = finite_json.loads(data)
+        except NonFiniteNumber as exc:
             raise _non_finite(where, exc) from None
         except UnicodeDecodeError:
             raise InstanceFileError(f"{where}: not a hera instance file (not UTF-8 text)") from None
@@ -332,11 +307,11 @@ def read_header(path: Path, limit: int = 1 << 20) -> Header:
         except OSError as exc:
             raise _os_error(path, exc) from None
         try:
-            head = _loads(first.rstrip().rstrip(b",") + b"}")
+            head = finite_json.loads(first.rstrip().rstrip(b",") + b"}")
             if not second.startswith(b'"meta":'):
                 raise ValueError
-            meta = _loads(second[len(b'"meta":'):].rstrip().rstrip(b","))
-        except _NonFinite as exc:
+            meta = finite_json.loads(second[len(b'"meta":'):].rstrip().rstrip(b","))
+        except NonFiniteNumber as exc:
             raise _non_finite(path, exc) from None
         except (ValueError, UnicodeDecodeError, RecursionError):
             # Not written by hera's writer (e.g. re-indented by hand): read it

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from hera import places
-from hera.config import Config, apply_option_defaults, load_config, loads_strict
+from hera import finite_json, places
+from hera.config import Config, apply_option_defaults, load_config
 from hera.errors import UsageError
 from hera.store import AgentStore
 
@@ -54,9 +53,11 @@ def parse_assignments(pairs: list[str] | None, what: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"{what} takes PARAM=VALUE, not {pair!r}")
         try:
-            value = loads_strict(text)
+            value = finite_json.loads(text)
+        except finite_json.NonFiniteNumber:
+            raise UsageError(f"{what} {key.strip()}: {text} is not a finite number") from None
         except (ValueError, RecursionError):
-            if text.strip().lower().lstrip("+-") in ("nan", "infinity", "inf"):
+            if text.strip().lower().lstrip("+-") in ("nan", "inf"):
                 raise UsageError(f"{what} {key.strip()}: {text} is not a finite number") from None
             value = text
         result[key.strip()] = value
