@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from hera.errors import HeraError
 from hera.pidfile import open_regular
 
 
@@ -24,6 +25,7 @@ class Console:
         self.owner = owner  # whose directory the log lies in (see hera.privilege)
         self.silent = silent
         self.detached = False
+        self._detach_failed = False
         if detached:
             self.detach()
 
@@ -57,11 +59,11 @@ class Console:
         except OSError:
             if self.detached:
                 return
-        try:
-            self.detach()  # stdout and stderr now lead to the log
-            print(text, file=stream, flush=True)
-        except OSError:
-            pass
+        if self.try_detach():  # stdout and stderr now lead to the log
+            try:
+                print(text, file=stream, flush=True)
+            except OSError:  # a log that cannot take it either
+                pass
 
     def write_output(self, line: str) -> None:
         """One of the agent's output lines, on stdout (piped with SIGTTOU).
@@ -75,14 +77,30 @@ class Console:
             while data:
                 data = data[os.write(sys.stdout.fileno(), data):]
         except (OSError, ValueError):
+            self.try_detach()
+
+    def try_detach(self) -> bool:
+        """:meth:`detach`, or say why it could not (a log that cannot be
+        opened must not end the run); whether it is detached now."""
+        if self.detached or self._detach_failed:
+            return self.detached
+        try:
             self.detach()
+        except (OSError, HeraError) as exc:
+            self._detach_failed = True  # tried once; the warning below must not try again
+            self.warn(f"cannot detach to the log: {getattr(exc, 'message', exc)}")
+        return self.detached
 
     def detach(self) -> None:
         """Point stdin at /dev/null and stdout/stderr at the log, at once."""
         if self.detached:
             return
         log = open_regular(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self.owner)
-        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+        except OSError:
+            os.close(log)
+            raise
         try:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from hera import atomic, privilege
 from hera.errors import HeraError
+from hera.reserve import DescriptorReserve
 
 PROTOCOL = 1
 _MAX_FRAME = 1 << 16
@@ -173,7 +174,7 @@ class ControlServer:
         self.owner_uid = os.geteuid() if owner is None else owner[0]
         self._token = ""
         self._listener: socket.socket | None = None
-        self._reserve: int | None = None  # a descriptor kept to shed connections with
+        self._reserve = DescriptorReserve(0)  # one is held once started: to shed connections with
         self._closed = threading.Event()
         self._open: set[Connection] = set()
         self._open_lock = threading.Lock()
@@ -206,7 +207,7 @@ class ControlServer:
                 os.umask(old_umask)
         self._listener = listener  # from here on, close() closes it
         listener.listen(16)
-        self._reserve = _open_reserve()
+        self._reserve = DescriptorReserve(1)
         threading.Thread(target=self._accept, name="hera-control", daemon=True).start()
 
     def close(self) -> None:
@@ -255,7 +256,7 @@ class ControlServer:
                 backoff = _BACKOFF_MIN_S
                 self._take(sock)
         finally:
-            self._drop_reserve()
+            self._reserve.release()
 
     def _take(self, sock: socket.socket) -> None:
         """Serve ``sock`` on a thread of its own, or close it at once when
@@ -285,7 +286,7 @@ class ControlServer:
                 return False
         except (OSError, ValueError):  # closed meanwhile
             return False
-        self._drop_reserve()
+        self._reserve.release()
         try:
             sock, _ = self._listener.accept()
         except OSError:
@@ -295,12 +296,7 @@ class ControlServer:
             return True
         finally:
             if not self._closed.is_set():
-                self._reserve = _open_reserve()
-
-    def _drop_reserve(self) -> None:
-        if self._reserve is not None:
-            os.close(self._reserve)
-            self._reserve = None
+                self._reserve.take()
 
     def _authenticate(self, conn: Connection) -> bool:
         if peer_uid(conn.sock) not in (self.owner_uid, 0):
@@ -322,7 +318,7 @@ class ControlServer:
             try:
                 if not self._authenticate(conn):
                     return
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # RecursionError: absurd nesting
                 return
             conn.send_json({"ok": True, "agent": self.agent_id, "protocol": PROTOCOL})
             while True:
@@ -331,7 +327,7 @@ class ControlServer:
                 except FrameTooLong as exc:
                     conn.send_json({"ok": False, "error": str(exc)})
                     return  # its rest cannot be told from the next request
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     conn.send_json({"ok": False, "error": f"bad request: {exc}"})
                     continue
                 if request is None:
@@ -351,14 +347,6 @@ class ControlServer:
             with self._open_lock:
                 self._open.discard(conn)
             conn.close()
-
-
-def _open_reserve() -> int | None:
-    """A spare descriptor (``/dev/null``), or ``None`` if none is free."""
-    try:
-        return os.open(os.devnull, os.O_RDONLY)
-    except OSError:
-        return None
 
 
 class ControlClient:

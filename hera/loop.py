@@ -21,7 +21,7 @@ from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop
 from hera.signals import ENDING, SignalInbox, parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hera.runner import DescriptorReserve
+    from hera.reserve import DescriptorReserve
 
 # How long a control request waits for the loop (which may sit at a prompt).
 _REQUEST_TIMEOUT_S = 30.0
@@ -186,7 +186,7 @@ class Loop:
             if self._checkpoint():
                 console.tell(f"saved at step {self.session.step_count} (SIGUSR1)")
         elif name == "SIGHUP":
-            console.detach()
+            console.try_detach()
         elif name == "SIGTTIN":
             self._pipe_stdin()
         elif name == "SIGTTOU" and not self._stdout_piped:

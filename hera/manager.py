@@ -44,6 +44,9 @@ class Target:
     header: Header
     installed: bool
     file: Path | None = None
+    #: ``up FILE --keep file``: run ``file`` in place of the installed agent,
+    #: whose copy goes to this path once ``file`` has loaded
+    replaces: Path | None = None
 
     @property
     def id(self) -> str:
@@ -64,7 +67,7 @@ def select_target(store: AgentStore, file: str | None, ident: str | None,
         path = Path(file)
         header = read_header(path)
         if store.has(header.id):
-            return Target(store, read_header(store.path(header.id)), True, path)
+            return Target(store, store.header(header.id), True, path)
         if not allow_uninstalled:
             raise HeraError(f"agent {header.id} ({header.callsign}) from {file} is not installed")
         return Target(store, header, False, path)
@@ -249,6 +252,15 @@ def install(plugins: Plugins, store: AgentStore, file: Path) -> InstanceFile:
     return instance
 
 
+def set_aside(store: AgentStore, agent_id: str, path: Path) -> None:
+    """Write the installed agent to ``path`` (which must not exist), as
+    ``uninstall`` would, before another copy is installed over it; the
+    caller holds the agent's lock."""
+    instance = store.load(agent_id)
+    instance.meta.pop("installed", None)
+    _write_or_explain(instance, path, exclusive=True)
+
+
 def install_unlocked(instance: InstanceFile, store: AgentStore) -> None:
     """Put ``instance`` into ``store`` with the extra initialisation of an
     install (when, by whom, for whom); the caller holds the agent's lock."""
@@ -303,9 +315,10 @@ def choose_copy(target: Target, keep: str | None = None) -> Target:
 
     - Installed, and FILE holds a state the installed agent did not pass
       through (a copy uninstalled earlier and run elsewhere, say): with
-      ``keep="file"`` the installed copy is first written to
-      ``./<id>.step<N>.json`` and removed from the store, then FILE is
-      installed on this up; with ``keep="installed"`` FILE is ignored.
+      ``keep="file"`` FILE is installed in its place once its family has
+      loaded it, and the installed copy is written to
+      ``./<id>.step<N>.json`` first (see :attr:`Target.replaces`); with
+      ``keep="installed"`` FILE is ignored.
     - Not installed, but uninstalled earlier to a file with a later state
       than FILE (the build file upped after an uninstall): ``keep="file"``
       runs FILE all the same.
@@ -326,9 +339,8 @@ def choose_copy(target: Target, keep: str | None = None) -> Target:
                 f"they differ. Run the installed one with --keep installed, or this file "
                 f"with --keep file (the installed copy is first saved to ./{target.id}"
                 f".step{mine['steps']}.json)")
-        kept = uninstall(target, Path.cwd() / f"{target.id}.step{mine['steps']}.json")
-        print(f"the installed copy of {label} ({here}) is now in {kept}")
-        return Target(store, read_header(target.file), False, target.file)
+        return Target(store, read_header(target.file), False, target.file,
+                      replaces=Path.cwd() / f"{target.id}.step{mine['steps']}.json")
     gone = store.uninstall_record(target.id)
     if gone is None or keep == "file" or not is_earlier_state(file_meta, gone) \
             or (file_meta["steps"], file_meta["incarnation"]) == (gone["steps"], gone["incarnation"]):
@@ -384,10 +396,11 @@ def down(target: Target, timeout: float = 120.0,
     try:
         fd = open_regular(store.pid_path(target.id), os.O_RDONLY, store.owner)
     except FileNotFoundError:
-        return read_header(store.path(target.id))  # it ended meanwhile
+        return store.header(target.id)  # it ended meanwhile
     try:
-        if os.fstat(fd).st_ino != os.stat(store.pid_path(target.id)).st_ino:
-            raise FileNotFoundError
+        with store.acting():
+            if os.fstat(fd).st_ino != os.stat(store.pid_path(target.id)).st_ino:
+                raise FileNotFoundError
         try:
             os.kill(holder.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -395,15 +408,14 @@ def down(target: Target, timeout: float = 120.0,
         except PermissionError:
             raise HeraError(f"not allowed to signal agent {target.id} (pid {holder.pid})") from None
         record = _last_record(fd, target, timeout, progress)
-    except FileNotFoundError:
-        return read_header(store.path(target.id))
+    except FileNotFoundError:  # it ended between reading the holder and opening
+        return store.header(target.id)
     finally:
         os.close(fd)
     label = f"agent {target.id} ({target.header.callsign})"
     outcome = record.get("outcome")
     if outcome == "saved":
-        with store.acting():
-            return read_header(store.path(target.id))
+        return store.header(target.id)
     if outcome is None:
         raise HeraError(f"{label} ended without a save (killed?); the cache keeps its last "
                         f"save, at step {record.get('saved_steps', '?')}")

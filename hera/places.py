@@ -225,8 +225,11 @@ def prepare_user_base(base: Path, owner: tuple[int, int]) -> None:
             _check_owned_by(ancestor, {0, uid}, "other users' agents", sticky_ok=True)
         if existing != base and os.stat(existing).st_uid == uid:
             return  # inside the user's own tree (a home directory): the user makes the rest
-        for directory in _make_dirs(base.parent, 0o711):
-            _check_owned_by(directory, {0}, "other users' agents")
+        _make_dirs(base.parent, 0o711)
+        # All again, not only those made here: another user may have made
+        # one of them between the check above and the mkdir.
+        for ancestor in base.parents:
+            _check_owned_by(ancestor, {0, uid}, "other users' agents", sticky_ok=True)
         try:
             os.mkdir(base, 0o700)
         except FileExistsError:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _PR_SET_DUMPABLE = 4
 _lock = threading.RLock()
@@ -38,7 +40,9 @@ def as_owner(owner: tuple[int, int] | None) -> Iterator[None]:
         ``None`` (and for a process that is not root): no change.
     """
     global _depth
-    if owner is None or os.geteuid() != 0 and _depth == 0:
+    # The real uid stays 0 while the effective one is switched, so this test
+    # cannot be fooled by another thread's switch in progress.
+    if owner is None or os.getuid() != 0:
         yield
         return
     with _lock:
@@ -50,29 +54,47 @@ def as_owner(owner: tuple[int, int] | None) -> Iterator[None]:
                 _depth -= 1
             return
         uid, gid = owner
+        _prctl()  # looked up as root, before it is needed
         groups, egid = os.getgroups(), os.getegid()
-        os.setgroups([gid])
-        os.setegid(gid)
-        os.seteuid(uid)
+        try:
+            os.setgroups([gid])
+            os.setegid(gid)
+            os.seteuid(uid)
+        except OSError:
+            _restore(groups, egid)
+            raise
         _depth = 1
         try:
             yield
         finally:
             _depth = 0
-            os.seteuid(0)
-            os.setegid(egid)
-            os.setgroups(groups)
-            _dumpable_again()
+            _restore(groups, egid)
+
+
+def _restore(groups: list[int], egid: int) -> None:
+    """Take root's identity back."""
+    os.seteuid(0)
+    os.setegid(egid)
+    os.setgroups(groups)
+    _dumpable_again()
 
 
 def _dumpable_again() -> None:
     """A change of effective uid clears the process's dumpable flag: that
     would stop SIGQUIT's core dump and close ``/proc/self/fd`` to it (which
     long socket paths go through). Set it back."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Any:
+    """libc's ``prctl``, looked up once (``None`` where there is none)."""
     libc_name = ctypes.util.find_library("c")
     if not libc_name:  # pragma: no cover - no libc (not Linux)
-        return
+        return None
     try:
-        ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+        return ctypes.CDLL(libc_name, use_errno=True).prctl
     except (OSError, AttributeError):  # pragma: no cover - no prctl
-        pass
+        return None

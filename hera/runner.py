@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,10 +27,11 @@ from hera.errors import HeraError
 from hera.hooks.types import ResourceReport
 from hera.instance import InstanceFile
 from hera.loop import Loop
-from hera.manager import Target, install_unlocked, now_iso, upgrade
+from hera.manager import Target, install_unlocked, now_iso, set_aside, upgrade
 from hera.output import human_bytes, human_count
 from hera.pidfile import PidLock
 from hera.plugins import Plugins
+from hera.reserve import DescriptorReserve
 from hera.session import AgentSession
 from hera.signals import SignalInbox
 
@@ -102,7 +104,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     with SignalInbox() as inbox:
         lock = store.lock(target.id, op="starting")  # creates the runtime dir
         server = None
-        reserve = DescriptorReserve()
+        # the save's temp file, the directory fsync, a rescue file, one spare
+        reserve = DescriptorReserve(4)
         try:
             try:
                 console = Console(store.log_path(target.id), silent=options.silent,
@@ -113,7 +116,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                                 f"{exc.strerror}") from None
             tell = say or console.tell
             device = devices.choose_device(options.device)  # before installing anything
-            installed = store.has(target.id)  # checked again under the lock: no race
+            # checked again under the lock: no race
+            installed = store.has(target.id) and target.replaces is None
             if not installed and target.file is None:
                 raise HeraError(f"agent {target.id} is no longer installed")
             instance = store.load(target.id) if installed else InstanceFile.read(target.file)
@@ -127,6 +131,9 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             if loaded is None:  # pragma: no cover - check_family found it
                 raise HeraError(f"family {instance.family} did not load agent {instance.id}")
             if not installed:  # only once its family has taken it: no agent that cannot up
+                if target.replaces is not None and store.has(target.id):
+                    set_aside(store, target.id, target.replaces)
+                    tell(f"the installed copy of {target.id} is now in {target.replaces}")
                 install_unlocked(instance, store)
                 tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
             if older is not None:
@@ -218,31 +225,6 @@ def _record(lock: PidLock, **info: Any) -> None:
         pass
 
 
-class DescriptorReserve:
-    """A few descriptors held back so that a save can still open its files
-    when clients (or a leak) have taken every other one: released before
-    the save, taken again after a checkpoint."""
-
-    COUNT = 4  # the save's temp file, the directory fsync, a rescue file, one spare
-
-    def __init__(self) -> None:
-        self._fds: list[int] = []
-        self.take()
-
-    def take(self) -> None:
-        """Hold :attr:`COUNT` descriptors again (as many as can be had)."""
-        while len(self._fds) < self.COUNT:
-            try:
-                self._fds.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError:
-                return
-
-    def release(self) -> None:
-        """Give the held descriptors back to the process."""
-        while self._fds:
-            os.close(self._fds.pop())
-
-
 def _save_or_rescue(session: AgentSession, console: Console) -> Path:
     """The final save; if the store cannot be written (disk full, permissions),
     the state goes to a rescue file rather than being lost with the process."""
@@ -280,10 +262,14 @@ def _write_rescue(session: AgentSession) -> Path | None:
     """Write the captured state to ``<id>.rescue.json`` in the first writable
     place of: the working directory, the runtime dir, home."""
     name = f"{session.id}.rescue.json"
-    for folder in (Path.cwd(), session.store.run_dir, Path.home()):
+    store = session.store
+    # The run dir may be another user's: written as that user (hera.privilege).
+    for folder, acting in ((Path.cwd(), nullcontext), (store.run_dir, store.acting),
+                           (Path.home(), nullcontext)):
         try:
-            session.instance.write(folder / name)
-        except OSError:
+            with acting():
+                session.instance.write(folder / name)
+        except (OSError, HeraError):
             continue
         return folder / name
     return None

@@ -308,6 +308,11 @@ class AgentStore:
         except OSError as exc:
             raise HeraError(f"cannot write {path}: {exc.strerror}") from None
 
+    def header(self, agent_id: str) -> Header:
+        """The metadata of the agent's file, read without its tensors."""
+        with self.acting():
+            return read_header(self.path(agent_id))
+
     def load(self, agent_id: str) -> InstanceFile:
         """Read and check the agent's file."""
         with self.acting():

@@ -216,6 +216,12 @@ def test_an_older_copy_never_quietly_replaces_the_agent(world):
     refused = world.run("up", "far.json", "--steps", "1", check=False)
     assert "they differ" in _one_line_error(refused)
     assert world.row(agent_id)["steps"] == 41
+    world.env["HERA_ABRAXAS_BACKEND"] = "fortran"  # a file that cannot load replaces nothing
+    refused = world.run("up", "far.json", "--steps", "1", "--keep", "file", check=False)
+    assert "fortran" in _one_line_error(refused)
+    assert world.row(agent_id)["steps"] == 41
+    assert not (world.workdir / f"{agent_id}.step41.json").exists()
+    del world.env["HERA_ABRAXAS_BACKEND"]
     world.run("up", "far.json", "--steps", "1", "--keep", "file")
     assert world.row(agent_id)["steps"] == 141
     kept = world.workdir / f"{agent_id}.step41.json"

@@ -108,10 +108,8 @@ def _current_step(store, target) -> int | None:
 def _saved_step(store, target) -> int | None:
     """The step of the agent's file in the store."""
     from hera.errors import HeraError
-    from hera.instance import read_header
 
     try:
-        with store.acting():
-            return int(read_header(store.path(target.id)).meta["steps"])
+        return int(store.header(target.id).meta["steps"])
     except HeraError:
         return None
