@@ -337,7 +337,7 @@ def choose_copy(target: Target, keep: str | None = None) -> Target:
             raise HeraError(
                 f"{target.file} holds {label} at {at}, but the installed agent is at {here}: "
                 f"they differ. Run the installed one with --keep installed, or this file "
-                f"with --keep file (the installed copy is first saved to ./{target.id}"
+                f"with --keep file (the installed copy is then saved to ./{target.id}"
                 f".step{mine['steps']}.json)")
         return Target(store, read_header(target.file), False, target.file,
                       replaces=Path.cwd() / f"{target.id}.step{mine['steps']}.json")

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steps per output line when output is piped or streamed (default: 100)")
     parser.add_argument("--keep", choices=("installed", "file"),
                         help="when FILE and the installed agent hold different states: run the "
-                             "installed one, or FILE (the installed copy is first saved to "
+                             "installed one, or FILE (the installed copy is then saved to "
                              "./<uuid>.step<N>.json)")
     add_scope_options(parser)
 
