@@ -178,12 +178,10 @@ def ensure_private_dir(path: Path, must_own: bool = False) -> Path:
     return path
 
 
-def _make_dirs(path: Path, mode: int) -> list[Path]:
+def _make_dirs(path: Path, mode: int) -> None:
     """``mkdir -p`` that gives every directory it creates ``mode`` exactly
-    (``Path.mkdir(parents=True)`` leaves parents at 0777 less the umask);
-    returns those it created, outermost first."""
+    (``Path.mkdir(parents=True)`` leaves parents at 0777 less the umask)."""
     missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
-    created = []
     for directory in reversed(missing):
         try:
             os.mkdir(directory, mode)
@@ -194,10 +192,8 @@ def _make_dirs(path: Path, mode: int) -> list[Path]:
             os.fchmod(fd, mode)  # the umask may have taken bits off
         finally:
             os.close(fd)
-        created.append(directory)
     if not os.path.isdir(path):
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
-    return created
 
 
 def prepare_user_base(base: Path, owner: tuple[int, int]) -> None:
@@ -249,7 +245,7 @@ def prepare_user_base(base: Path, owner: tuple[int, int]) -> None:
 
 def _check_owned_by(path: Path, uids: set[int], what: str, sticky_ok: bool = False) -> None:
     info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode) and path != Path(path.anchor):
+    if stat.S_ISLNK(info.st_mode):
         # A link that root made (e.g. /var/run) is as safe as its owner.
         if info.st_uid != 0:
             raise HeraError(f"{path} is a symbolic link of uid {info.st_uid}; "
