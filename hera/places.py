@@ -8,6 +8,7 @@ system agents          ``/var/lib/hera/agents``                    ``HERA_SYSTEM
 another user's agents  that user's ``~/.local/share/hera/agents``  ``HERA_USERS_DIR``
 pid/lock files         ``$XDG_RUNTIME_DIR/hera`` or ``/tmp/hera-UID``  ``HERA_RUNTIME_DIR``
 user configuration     ``~/.herarc``                               ``HERA_RC``
+rebuildable files      ``~/.cache/hera`` (compiled steps)          ``HERA_CACHE_DIR``
 =====================  ==========================================  =====================
 
 An agent's file in the data directory is its only copy while it lives, so it
@@ -140,6 +141,17 @@ def scope_runtime_dir(scope: Scope) -> Path:
     return data_dir(scope) / "run"
 
 
+def cache_dir() -> Path:
+    """Where this user keeps what can be made again (a family's compiled
+    step): nothing there is ever an agent's only copy of anything."""
+    override = os.environ.get("HERA_CACHE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP, appauthor=False))
+
+
 def user_config_file() -> Path:
     """``~/.herarc`` (TOML)."""
     override = os.environ.get("HERA_RC")
@@ -153,13 +165,16 @@ def project_config_file() -> Path:
     return Path.cwd() / "hera.json"
 
 
-def ensure_private_dir(path: Path, must_own: bool = False) -> Path:
+def ensure_private_dir(path: Path, must_own: bool = False,
+                       keeping: str = "agents' locks", override: str = "HERA_RUNTIME_DIR") -> Path:
     """Create ``path`` and its missing parents, each mode 0700 whatever the
     umask, or fail with one line.
 
     :param must_own: refuse a directory that is a symbolic link, belongs to
         another user or that others can write to: a runtime dir under /tmp
         that someone else made first (or pointed at a directory of ours).
+    :param keeping: what the directory is for, and ``override`` the variable
+        that moves it, both for the refusal's message.
     """
     try:
         _make_dirs(path, 0o700)
@@ -171,10 +186,10 @@ def ensure_private_dir(path: Path, must_own: bool = False) -> Path:
     if must_own:
         if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
             raise HeraError(f"{path} is not a directory of its own (a symbolic link?); "
-                            "refusing to keep agents' locks there (set HERA_RUNTIME_DIR)")
+                            f"refusing to keep {keeping} there (set {override})")
         if info.st_uid != os.geteuid() or info.st_mode & 0o022:
             raise HeraError(f"{path} belongs to uid {info.st_uid} or is writable by others; "
-                            "refusing to keep agents' locks there (set HERA_RUNTIME_DIR)")
+                            f"refusing to keep {keeping} there (set {override})")
     return path
 
 

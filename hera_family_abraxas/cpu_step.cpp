@@ -7,8 +7,10 @@
 //
 // Built with -ffp-contract=off: a fused multiply-add would round once where
 // the reference rounds twice.
-
-#include <torch/extension.h>
+//
+// It includes no torch or Python header: a plain C function over raw
+// pointers, loaded with ctypes, so that it compiles in about a second and
+// one build serves every torch and Python version.
 
 #include <algorithm>
 #include <cmath>
@@ -117,16 +119,18 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
 
 }  // namespace
 
-// Advances `steps` steps in place. Tensors (all contiguous, CPU):
+// Advances `steps` steps in place. Arrays (all contiguous):
 // state: membrane f32[N], refractory i32[N], thresholds f32[N], current f32[N],
 //        pre_trace f32[I+N], post_trace f32[N], ring i32[L, N],
 //        input_rates f32[I], output_counts i64[N - output_start]
 // synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
-//           incoming_weight i32|i64[N, I+K], incoming_source i32[N, I+K]
+//           incoming_weight i32[N, I+K] (i64 when `wide`), incoming_source i32[N, I+K]
+// values: 11 doubles, sizes: 10 integers (see cpu_backend.py).
 // `seed` is the agent's (its low 64 bits are used). Returns the new step counter.
-int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> synapses,
-                  std::vector<double> values, std::vector<int64_t> sizes, int64_t seed,
-                  int64_t t, int64_t steps) {
+extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synapses,
+                                          int32_t wide, const double* values,
+                                          const int64_t* sizes, int64_t seed, int64_t t,
+                                          int64_t steps) {
   Params p;
   p.inputs = sizes[0]; p.neurons = sizes[1]; p.first = sizes[2]; p.slots = sizes[3];
   p.incoming = sizes[4]; p.cells = sizes[5]; p.output_start = sizes[6]; p.length = sizes[7];
@@ -139,23 +143,22 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   p.w_max = static_cast<float>(values[8]); p.budget = values[9];
   p.scale = static_cast<float>(values[10]); p.inv_scale = static_cast<float>(1.0 / values[10]);
 
-  float* membrane = state[0].data_ptr<float>();
-  int32_t* refractory = state[1].data_ptr<int32_t>();
-  float* thresholds = state[2].data_ptr<float>();
-  float* current = state[3].data_ptr<float>();
-  float* pre_trace = state[4].data_ptr<float>();
-  float* post_trace = state[5].data_ptr<float>();
-  int32_t* ring = state[6].data_ptr<int32_t>();
-  const float* input_rates = state[7].data_ptr<float>();
-  int64_t* output_counts = state[8].data_ptr<int64_t>();
+  float* membrane = static_cast<float*>(state[0]);
+  int32_t* refractory = static_cast<int32_t*>(state[1]);
+  float* thresholds = static_cast<float*>(state[2]);
+  float* current = static_cast<float*>(state[3]);
+  float* pre_trace = static_cast<float*>(state[4]);
+  float* post_trace = static_cast<float*>(state[5]);
+  int32_t* ring = static_cast<int32_t*>(state[6]);
+  const float* input_rates = static_cast<const float*>(state[7]);
+  int64_t* output_counts = static_cast<int64_t*>(state[8]);
 
-  float* weights = synapses[0].data_ptr<float>();
-  const int32_t* targets = synapses[1].data_ptr<int32_t>();
-  const int32_t* delays = synapses[2].data_ptr<int32_t>();
-  const bool wide = synapses[3].scalar_type() == at::kLong;
-  const int32_t* incoming32 = wide ? nullptr : synapses[3].data_ptr<int32_t>();
-  const int64_t* incoming64 = wide ? synapses[3].data_ptr<int64_t>() : nullptr;
-  const int32_t* incoming_source = synapses[4].data_ptr<int32_t>();
+  float* weights = static_cast<float*>(synapses[0]);
+  const int32_t* targets = static_cast<const int32_t*>(synapses[1]);
+  const int32_t* delays = static_cast<const int32_t*>(synapses[2]);
+  const int32_t* incoming32 = wide ? nullptr : static_cast<const int32_t*>(synapses[3]);
+  const int64_t* incoming64 = wide ? static_cast<const int64_t*>(synapses[3]) : nullptr;
+  const int32_t* incoming_source = static_cast<const int32_t*>(synapses[4]);
 
   const int64_t N = p.neurons, I = p.inputs, F = p.first, K = p.slots, J = p.incoming;
   float* input_weights = weights;
@@ -166,9 +169,9 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
   const float cap_f = static_cast<float>(static_cast<double>(p.cap));
   const uint64_t agent = static_cast<uint64_t>(seed);
 
-  // The loop touches tensor memory only: other Python threads (the control
-  // channel, output writers) run while it does.
-  pybind11::gil_scoped_release release;
+  // ctypes releases the GIL for this call: the loop touches array memory
+  // only, and other Python threads (the control channel, output writers) run
+  // while it does.
   for (int64_t step = 0; step < steps; ++step, ++t) {
     fill_normal(z.data(), N, stream_key(agent, static_cast<uint64_t>(t), kNoiseStream));
     fill_uniform(u.data(), I, stream_key(agent, static_cast<uint64_t>(t), kInputStream));
@@ -261,8 +264,4 @@ int64_t run_steps(std::vector<torch::Tensor> state, std::vector<torch::Tensor> s
       output_counts[j - p.output_start] += static_cast<int64_t>(spikes[j]);
   }
   return t;
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("run_steps", &run_steps, "Advance the abraxas sheet on the CPU (see cpu_step.cpp)");
 }

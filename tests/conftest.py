@@ -19,11 +19,10 @@ settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-# abraxas builds its compiled CPU step on first use (about 30 s) into
-# PyTorch's extension cache, which lives under HOME; every world has a HOME
-# of its own, so all of them share this one (built once, see cpp_backend).
-os.environ.setdefault("TORCH_EXTENSIONS_DIR",
-                      str(Path.home() / ".cache" / "torch_extensions" / "hera-tests"))
+# abraxas compiles its CPU step on first use into hera's cache directory,
+# which lives under HOME; every world has a HOME of its own, so all of them
+# share this one (built once, see cpp_backend).
+os.environ.setdefault("HERA_CACHE_DIR", str(Path.home() / ".cache" / "hera-tests"))
 
 
 @dataclass
@@ -102,6 +101,7 @@ def make_world(root: Path) -> HeraWorld:
         path.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HERA_", "XDG_"))}
     env.update(HOME=str(home), HERA_DATA_DIR=str(data), HERA_RUNTIME_DIR=str(runtime),
+               HERA_CACHE_DIR=os.environ["HERA_CACHE_DIR"],
                HERA_SYSTEM_DIR=str(root / "system"), HERA_USERS_DIR=str(root / "users"),
                PYTHONUNBUFFERED="1")
     return HeraWorld(root, home, work, data, runtime, env)
@@ -170,8 +170,8 @@ def _build_the_compiled_cpu_step():
 
 @pytest.fixture(scope="session")
 def cpp_backend():
-    """The shared extension cache holding the compiled CPU step; skips a test
-    that needs the step where no C++ compiler can build it."""
+    """The shared cache holding the compiled CPU step; skips a test that
+    needs the step where no C++ compiler can build it."""
     if not compiler_here():
         pytest.skip("no C++ compiler here: the abraxas cpp backend cannot be built")
-    return Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    return Path(os.environ["HERA_CACHE_DIR"])

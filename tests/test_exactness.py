@@ -80,14 +80,14 @@ def test_the_cpp_backend_continues_a_torch_run_bit_for_bit(world, tmp_path, cpp_
 def test_a_cpu_agent_steps_on_the_compiled_step_by_default(world, cpp_backend):
     _, path = world.build()
     proc = world.run("up", path.name, "--steps", "10")
-    assert "[cpp]" in proc.stdout and "building" not in proc.stderr, proc.stdout + proc.stderr
+    assert "[cpp]" in proc.stdout and "compiling" not in proc.stderr, proc.stdout + proc.stderr
 
 
 def test_without_a_working_compiler_a_cpu_agent_steps_on_torch(world, tmp_path):
     """A build that fails (here: a compiler that always fails, a fresh
-    extension cache) costs one line on stderr; the agent runs on torch."""
+    cache) costs one line on stderr; the agent runs on torch."""
     _, path = world.build()
-    world.env = {**world.env, "CXX": "false", "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    world.env = {**world.env, "CXX": "false", "HERA_CACHE_DIR": str(tmp_path / "cache")}
     proc = world.run("up", path.name, "--steps", "10")
     assert "[torch]" in proc.stdout, proc.stdout
     assert "stepping with torch instead" in proc.stderr and "Traceback" not in proc.stderr
