@@ -1,9 +1,6 @@
 """Cold-start time of hera's commands, and build/up/down on the example layout.
 
 Each command runs as a fresh process (as a user types it) in a private
-temporary world (HOME, data and runtime dirs), several times; the median
-and the minimum are printed. ``python -c pass`` is measured as the floor
-that every Python command pays.
 
     python benchmarks/startup.py [--repeat N]
 """
@@ -30,6 +27,28 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - began
 
 
+def fresh_clone() -> None:
+    """Time ``./run``, ``./run`` again and ``./test`` in a fresh clone, in a
+    private world; no .venv, no compiled step, no agent to start with."""
+    repo = Path(__file__).resolve().parent.parent
+    root = Path(tempfile.mkdtemp(prefix="hera-clone-"))
+    clone = root / "hera"
+    subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HERA_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(HOME=str(root), HERA_DATA_DIR=str(root / "data"),
+               HERA_RUNTIME_DIR=str(root / "run"), HERA_CACHE_DIR=str(root / "cache"))
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not p.startswith(sys.prefix))
+    rows = []
+    for name, cmd in (("./run (first: sets up .venv)", ["./run"]), ("./run (again)", ["./run"]),
+                      ("./test (sets up the test extras, runs the suite)", ["./test", "-q"])):
+        rows.append((name, timed(cmd, env, clone)))
+    print(f"fresh clone of {repo.name} at {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=repo, capture_output=True, text=True).stdout.strip()}, python {sys.version.split()[0]}")
+    for name, seconds in rows:
+        print(f"{name:<52} {seconds:8.1f} s")
+
+
 def wait_running(env: dict[str, str], cwd: Path, agent_id: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -44,7 +63,12 @@ def wait_running(env: dict[str, str], cwd: Path, agent_id: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--fresh-clone", action="store_true",
+                        help="time the README's two commands in a fresh clone instead")
     args = parser.parse_args()
+    if args.fresh_clone:
+        fresh_clone()
+        return
 
     root = Path(tempfile.mkdtemp(prefix="hera-bench-"))
     work = root / "work"
@@ -59,8 +83,20 @@ def main() -> None:
 
     for _ in range(args.repeat):
         record("python -c pass", timed([sys.executable, "-c", "pass"], env, work))
+        record("python -c 'import torch'", timed([sys.executable, "-c", "import torch"], env, work))
         for command in (["--help"], ["agents"], ["families"], ["layouts"], ["devices"]):
             record("hera " + " ".join(command), timed(HERA + command, env, work))
+
+        # an agent of its own for the first up on an empty cache
+        other = subprocess.run(HERA + ["--family", "abraxas", "--layout", "example", "build"],
+                               env=env, cwd=work, check=True, capture_output=True,
+                               text=True).stdout.split()[1]
+        fresh = {**env, "HERA_CACHE_DIR": tempfile.mkdtemp(dir=root, prefix="cache-")}
+        record("hera up FILE --steps 1 (first up, empty cache: compiles first)",
+               timed(HERA + ["up", f"{other}.json", "--steps", "1", "--silent"], fresh, work))
+        subprocess.run(HERA + ["--uuid", other, "destroy", "--yes"], env=env, cwd=work,
+                       check=True, stdout=subprocess.DEVNULL)
+        (work / f"{other}.json").unlink()
 
         began = time.perf_counter()
         out = subprocess.run(HERA + ["--family", "abraxas", "--layout", "example", "build"],

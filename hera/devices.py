@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hera.errors import HeraError
+from hera.kernels import TRITON_INSTALL, missing_triton
 
 
 @dataclass
@@ -79,7 +80,8 @@ def _cuda_devices() -> list[Device]:
                     name=props.name,
                     memory=props.total_memory,
                     usable=True,
-                    backend="triton" if _triton_available() else "torch",
+                    backend="torch" if missing_triton("cuda") else "triton",
+                    note=f"no triton: {TRITON_INSTALL}" if missing_triton("cuda") else "",
                     details={"capability": f"{props.major}.{props.minor}",
                              "multiprocessors": props.multi_processor_count},
                 )
@@ -117,14 +119,6 @@ def _nvidia_smi_gpus() -> list[tuple[int, str, int]]:
             except ValueError:
                 continue
     return gpus
-
-
-def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _cpu_name() -> str:

@@ -14,15 +14,17 @@ emitting row, potentiation and synaptic scaling per firing neuron.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import sys
 from typing import Any
 
 import torch
 
 from hera.errors import HeraError, InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
-from hera.kernels import check_backend, default_backend
+from hera.kernels import check_backend, default_backend, missing_triton
 from hera.kernels.counter_random.keys import stream_key
 from hera.kernels.deliver_spikes import DEFAULT_SCALE
 from hera_family_abraxas import connectivity, layouts
@@ -41,6 +43,11 @@ BACKENDS = ("torch", "triton", "cpp")
 
 #: Fixed-point units per unit of weight in the delay ring and the scaling sums.
 SCALE = DEFAULT_SCALE
+
+
+@functools.lru_cache(maxsize=None)
+def _say_once(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def zero_parameters(d: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -68,6 +75,8 @@ class Sheet:
         self._compiled = None
         if requested is None:
             self.backend = default_backend(self.device)
+            if missing_triton(self.device):
+                _say_once(f"abraxas: {missing_triton(self.device)}")
             if self.device.type == "cpu":
                 from hera_family_abraxas.cpu_backend import available
 

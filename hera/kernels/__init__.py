@@ -99,6 +99,22 @@ def triton_usable(device: Any) -> bool:
     return _triton_imports()
 
 
+#: How to get triton where a GPU could use it (hera never needs it on a CPU).
+TRITON_INSTALL = "pip install 'hera[gpu]' installs it"
+
+
+def missing_triton(device: Any) -> str | None:
+    """Why the Triton kernels cannot run on ``device`` although they would
+    help, with how to get them: a CUDA device where triton does not import.
+    None everywhere else (a CPU needs no triton).
+
+    :param device: a ``torch.device``, a device string or a tensor.
+    """
+    if _device_type(device) != "cuda" or _triton_imports():
+        return None
+    return f"triton is not installed, so {device} steps with torch, more slowly ({TRITON_INSTALL})"
+
+
 def default_backend(device: Any) -> str:
     """The backend to use on ``device`` when nothing asks for another:
     ``"triton"`` on a CUDA device where triton imports, otherwise ``"torch"``
