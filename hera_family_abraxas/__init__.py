@@ -17,9 +17,9 @@ from typing import Any
 from hera.hooks import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
 
 NAME = "abraxas"
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 #: Version of the tensor layout inside instance files (see docs/abraxas.md).
-DATA_FORMAT = 3
+DATA_FORMAT = 4
 
 
 @hookimpl
@@ -121,8 +121,16 @@ def hera_serialize(family: str, agent: Any):
 def hera_encode_input(family: str, agent: Any, line: str) -> bool | None:
     if family != NAME:
         return None
-    from hera_family_abraxas.codec import line_to_values, reward_level
+    from hera_family_abraxas.codec import FREEZE, line_to_values, reward_level, spike_channels
 
+    word = line.strip().lower()
+    if word in FREEZE:  # "freeze" / "unfreeze": all adaptation stops or goes on
+        agent.set_frozen(FREEZE[word])
+        return True
+    channels = spike_channels(line)
+    if channels is not None:  # "spikes 3 17 42": these channels spike at the next step
+        agent.give_input_spikes(channels)
+        return True
     level = reward_level(line)
     if level is not None:
         agent.set_modulator(level)  # "reward X": the neuromodulator gating plasticity

@@ -16,6 +16,28 @@ def line_to_values(line: str) -> list[float]:
     return [b / 255.0 for b in line.encode("utf-8")]
 
 
+#: The lines that freeze and thaw all adaptation, and what they set.
+FREEZE = {"freeze": True, "unfreeze": False}
+
+
+def spike_channels(line: str) -> list[int] | None:
+    """The channels of a ``spikes C1 C2 ...`` line (none: ``spikes`` alone),
+    or None for any other line.
+
+    :raises HeraError: for a field that is not a whole number.
+    """
+    fields = line.replace(",", " ").split()
+    if not fields or fields[0].lower() != "spikes":
+        return None
+    try:
+        return [int(field) for field in fields[1:]]
+    except ValueError:
+        from hera.errors import HeraError
+
+        bad = next(f for f in fields[1:] if not f.lstrip("+-").isdigit())
+        raise HeraError(f"a spikes line takes channel numbers, not {bad!r}") from None
+
+
 def reward_level(line: str) -> float | None:
     """The level of a ``reward X`` line (any number, checked by the sheet),
     or None for any other line."""

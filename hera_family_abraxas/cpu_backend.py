@@ -32,6 +32,7 @@ import signal
 import stat
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,7 +46,7 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=c+
 
 #: What a sheet hands the step, in order (see ``cpu_step.cpp``).
 STATE_DTYPES = ("float32", "int32", "float32", "float32", "float32", "float32", "int32",
-                "float32", "int64")
+                "float32", "int64", "uint8")
 SYNAPSE_DTYPES = ("float32", "int32", "int32", ("int32", "int64"), "int32")
 VALUES, SIZES = 11, 10
 
@@ -177,28 +178,44 @@ class CompiledStep:
         function.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
                              ctypes.c_int32, ctypes.POINTER(ctypes.c_double),
                              ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.c_int64,
-                             ctypes.c_int64]
+                             ctypes.c_int64, ctypes.c_void_p]
         function.restype = ctypes.c_int64
         self._function = function
+        self._checked: tuple[Any, ...] = ()
 
     def run_steps(self, state: Sequence[Any], synapses: Sequence[Any], values: Sequence[float],
-                  sizes: Sequence[int], seed: int, t: int, steps: int) -> int:
+                  sizes: Sequence[int], seed: int, t: int, steps: int,
+                  raster: Any | None = None) -> int:
         """Advance ``steps`` steps in place from step ``t``; returns the new
-        step counter. The tensors are checked first: a wrong dtype, device
-        or layout would be read as raw memory.
+        step counter. ``raster`` (uint8 ``[steps, inputs]``) gives input
+        spikes for each step. The tensors are checked first: a wrong dtype,
+        device or layout would be read as raw memory.
 
         :raises ValueError: for tensors or values that do not fit the step.
         """
-        _check(state, STATE_DTYPES, "state")
-        _check(synapses, SYNAPSE_DTYPES, "synapses")
+        arrays = (*state, *synapses)
+        # A tensor's dtype, device and layout stay what they are, so the
+        # same live tensors as last time need no second look (weak
+        # references: a sheet's tensors go when the sheet goes).
+        if len(arrays) != len(self._checked) or any(
+                seen() is not a for a, seen in zip(arrays, self._checked)):
+            _check(state, STATE_DTYPES, "state")
+            _check(synapses, SYNAPSE_DTYPES, "synapses")
+            self._checked = tuple(weakref.ref(a) for a in arrays)
         if len(values) != VALUES or len(sizes) != SIZES:
             raise ValueError(f"the compiled step takes {VALUES} values and {SIZES} sizes")
+        if raster is not None:
+            _check([raster], ("uint8",), "raster")
+            if tuple(raster.shape) != (steps, sizes[0]):
+                raise ValueError(f"a raster for {steps} steps of {sizes[0]} inputs must be "
+                                 f"[{steps}, {sizes[0]}], not {list(raster.shape)}")
         wide = 1 if str(synapses[3].dtype) == "torch.int64" else 0
         low64 = (int(seed) & 0xFFFF_FFFF_FFFF_FFFF) - ((int(seed) >> 63 & 1) << 64)
         return self._function((ctypes.c_void_p * len(state))(*(x.data_ptr() for x in state)),
                               (ctypes.c_void_p * len(synapses))(*(x.data_ptr() for x in synapses)),
                               wide, (ctypes.c_double * VALUES)(*values),
-                              (ctypes.c_int64 * SIZES)(*sizes), low64, t, steps)
+                              (ctypes.c_int64 * SIZES)(*sizes), low64, t, steps,
+                              None if raster is None else raster.data_ptr())
 
 
 def _check(tensors: Sequence[Any], dtypes: Sequence[Any], what: str) -> None:

@@ -122,15 +122,18 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
 // Advances `steps` steps in place. Arrays (all contiguous):
 // state: membrane f32[N], refractory i32[N], thresholds f32[N], current f32[N],
 //        pre_trace f32[I+N], post_trace f32[N], ring i32[L, N],
-//        input_rates f32[I], output_counts i64[N - output_start]
+//        input_rates f32[I], output_counts i64[N - output_start],
+//        given u8[I] (input spikes given for the first step: cleared after it)
 // synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
 //           incoming_weight i32[N, I+K] (i64 when `wide`), incoming_source i32[N, I+K]
 // values: 11 doubles, sizes: 10 integers (see cpu_backend.py).
+// `raster` (u8[steps, I], or null) gives input spikes for each step, added to
+// those the input rates draw, as `given` does for the first step.
 // `seed` is the agent's (its low 64 bits are used). Returns the new step counter.
 extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synapses,
                                           int32_t wide, const double* values,
                                           const int64_t* sizes, int64_t seed, int64_t t,
-                                          int64_t steps) {
+                                          int64_t steps, const uint8_t* raster) {
   Params p;
   p.inputs = sizes[0]; p.neurons = sizes[1]; p.first = sizes[2]; p.slots = sizes[3];
   p.incoming = sizes[4]; p.cells = sizes[5]; p.output_start = sizes[6]; p.length = sizes[7];
@@ -152,6 +155,7 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
   int32_t* ring = static_cast<int32_t*>(state[6]);
   const float* input_rates = static_cast<const float*>(state[7]);
   int64_t* output_counts = static_cast<int64_t*>(state[8]);
+  uint8_t* given = static_cast<uint8_t*>(state[9]);
 
   float* weights = static_cast<float*>(synapses[0]);
   const int32_t* targets = static_cast<const int32_t*>(synapses[1]);
@@ -176,10 +180,14 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
     fill_normal(z.data(), N, stream_key(agent, static_cast<uint64_t>(t), kNoiseStream));
     fill_uniform(u.data(), I, stream_key(agent, static_cast<uint64_t>(t), kInputStream));
     fired_inputs.clear();
+    const uint8_t* forced = raster ? raster + step * I : nullptr;
     for (int64_t i = 0; i < I; ++i) {
-      input_spikes[i] = u[i] < input_rates[i] ? 1.0f : 0.0f;
-      if (input_spikes[i] != 0.0f) fired_inputs.push_back(i);
+      const bool spike = u[i] < input_rates[i] || (forced && forced[i]) ||
+                         (step == 0 && given[i]);
+      input_spikes[i] = spike ? 1.0f : 0.0f;
+      if (spike) fired_inputs.push_back(i);
     }
+    if (step == 0) std::fill(given, given + I, uint8_t{0});
 
     // lif_wta_step: every membrane and margin, then the winner of each
     // group, then the updates. take_slot is fused into the membranes.

@@ -107,5 +107,8 @@ def grow(definition: dict[str, Any], tensors: dict[str, torch.Tensor],
         "ring": ring,
         "input_rates": rates,
         "output_counts": counts,
+        # spikes given for the next step stay given on their channels
+        "input_spikes": place(state.tensors["input_spikes"], torch.arange(old["inputs"]),
+                              new["inputs"]),
     }
     return Snapshot(new, learned, DynamicState(grown_state, dict(state.values)))

@@ -32,7 +32,7 @@ from hera_family_abraxas import connectivity, layouts
 #: Names of the learned tensors and of the dynamic-state tensors.
 LEARNED = ("input_weights", "weights", "thresholds")
 STATE = ("membrane", "refractory", "pre_trace", "post_trace", "ring", "input_rates",
-         "output_counts")
+         "output_counts", "input_spikes")
 
 #: The counter-based random streams of a step (hera.kernels.counter_random):
 #: the membrane noise of every neuron, and the draws that make input spikes.
@@ -170,8 +170,12 @@ class Sheet:
             self.input_rates = torch.full((self.inputs,), float(d["input_rate"]), device=dev)
             self.output_counts = torch.zeros(self.neurons - self.output_start, dtype=torch.int64,
                                              device=dev)
+            self.input_spikes = torch.zeros(self.inputs, dtype=torch.uint8, device=dev)
+            self.frozen = False
         else:
             self._restore(state)
+        #: Whether input_spikes holds any spike (saves a look every step).
+        self._given = bool(self.input_spikes.any())
 
     # -- state ---------------------------------------------------------------
 
@@ -184,6 +188,7 @@ class Sheet:
             "ring": ((self.axon + 1, self.neurons), torch.int32),
             "input_rates": ((self.inputs,), torch.float32),
             "output_counts": ((self.neurons - self.output_start,), torch.int64),
+            "input_spikes": ((self.inputs,), torch.uint8),
         }
         for name, (shape, dtype) in shapes.items():
             _expect(state.tensors, name, shape, dtype)
@@ -196,34 +201,56 @@ class Sheet:
         if isinstance(modulator, bool) or not _level(modulator):
             raise InstanceFileError(f"abraxas state has a bad modulator {modulator!r}")
         self.modulator = float(modulator)
+        frozen = state.values.get("frozen", False)
+        if not isinstance(frozen, bool):
+            raise InstanceFileError(f"abraxas state has a bad 'frozen' {frozen!r}")
+        self.frozen = frozen
 
     def snapshot(self) -> Snapshot:
         """Everything needed to continue exactly from here, on the CPU."""
         cpu = {name: getattr(self, name).detach().to("cpu", copy=True) for name in STATE}
         learned = {name: getattr(self, name).to("cpu", copy=True) for name in LEARNED}
-        values = {"t": self.t, "modulator": self.modulator}
+        values = {"t": self.t, "modulator": self.modulator, "frozen": self.frozen}
         return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
     # -- stepping ------------------------------------------------------------
 
-    def run(self, steps: int) -> None:
-        """Advance ``steps`` iterations."""
+    def run(self, steps: int, spikes: torch.Tensor | None = None) -> None:
+        """Advance ``steps`` iterations.
+
+        :param spikes: input spikes at exact steps, for programs: a
+            ``[steps, inputs]`` tensor (bool or uint8; nonzero is a spike)
+            whose row ``i`` spikes those channels at the ``i``-th step, in
+            addition to the spikes the input rates draw.
+        :raises HeraError: for a ``spikes`` of another shape.
+        """
+        raster = None if spikes is None else self._raster(spikes, steps)
         with torch.no_grad():
             if self.backend == "cpp":
-                self._run_compiled(steps)
+                self._run_compiled(steps, raster)
                 return
-            for _ in range(steps):
-                self._step()
+            for step in range(steps):
+                self._step(None if raster is None else raster[step])
 
-    def _run_compiled(self, steps: int) -> None:
+    def _raster(self, spikes: torch.Tensor, steps: int) -> torch.Tensor:
+        if not isinstance(spikes, torch.Tensor) or tuple(spikes.shape) != (steps, self.inputs) \
+                or spikes.dtype not in (torch.bool, torch.uint8):
+            raise HeraError(f"input spikes for {steps} steps must be a bool or uint8 tensor of "
+                            f"shape [{steps}, {self.inputs}]")
+        device = "cpu" if self.backend == "cpp" else self.device
+        return (spikes != 0).to(device=device, dtype=torch.uint8).contiguous()
+
+    def _run_compiled(self, steps: int, raster: torch.Tensor | None) -> None:
         from hera.kernels.stdp.reference import budget_units
 
         d = self.definition
         state = [self.membrane, self.refractory, self.thresholds, self.current, self.pre_trace,
-                 self.post_trace, self.ring, self.input_rates, self.output_counts]
+                 self.post_trace, self.ring, self.input_rates, self.output_counts,
+                 self.input_spikes]
         synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
                     self.incoming_source]
-        values = [self.decay_m, float(d["threshold"]), float(d["theta_plus"]), self.decay_theta,
+        theta_plus, decay_theta = self._theta()
+        values = [self.decay_m, float(d["threshold"]), theta_plus, decay_theta,
                   self.decay_trace, float(d["noise"]), *self._rates(),
                   float(d["w_max"]), float(d["w_budget"]), SCALE]
         sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
@@ -231,9 +258,11 @@ class Sheet:
                  self.output_start, self.axon + 1, d["refractory"],
                  budget_units(float(d["w_budget"]), SCALE)]
         self.t = self._compiled.run_steps(state, synapses, values, sizes, self.seed, self.t,
-                                          steps)
+                                          steps, raster)
+        if steps:
+            self._given = False
 
-    def _step(self) -> None:
+    def _step(self, forced: torch.Tensor | None) -> None:
         d = self.definition
         t = self.t
         current = self._take_slot(self.ring, t, SCALE, self.current)
@@ -241,12 +270,18 @@ class Sheet:
         noise = noise * d["noise"]
         draws = self._fill_random(self.draws, stream_key(self.seed, t, INPUT_STREAM), False)
         input_spikes = (draws < self.input_rates).float()
+        if forced is not None:
+            input_spikes = torch.maximum(input_spikes, forced.float())
+        if self._given:
+            input_spikes = torch.maximum(input_spikes, self.input_spikes.float())
+            self.input_spikes.zero_()
+            self._given = False
 
         # Leaky integrate-and-fire with winner-take-all: in each layer of each
         # column at most the neuron furthest over its threshold fires.
         spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
                                     noise, self.decay_m, float(d["threshold"]), d["refractory"],
-                                    float(d["theta_plus"]), self.decay_theta, d["cells"], None)
+                                    *self._theta(), d["cells"], None)
         fired, fired_inputs = self._spiking(spikes, input_spikes)
 
         # Plasticity on events, with the traces of the steps before this one:
@@ -306,9 +341,20 @@ class Sheet:
         return list(rows.split(layouts.ROWS_AT_ONCE))
 
     def _rates(self) -> tuple[float, float]:
-        """``(a_plus, a_minus)`` gated by the neuromodulator."""
+        """``(a_plus, a_minus)`` gated by the neuromodulator; none while
+        frozen."""
         d = self.definition
+        if self.frozen:
+            return 0.0, 0.0
         return float(d["a_plus"]) * self.modulator, float(d["a_minus"]) * self.modulator
+
+    def _theta(self) -> tuple[float, float]:
+        """``(theta_plus, decay_theta)`` of the adaptive thresholds: while
+        frozen ``(0, 1)``, which leaves every threshold's bits as they are
+        (``θ * 1 + 0 * spike == θ``)."""
+        if self.frozen:
+            return 0.0, 1.0
+        return float(self.definition["theta_plus"]), self.decay_theta
 
     # -- input and output ----------------------------------------------------
 
@@ -322,6 +368,26 @@ class Sheet:
         if not _level(level):
             raise HeraError(f"a reward level must be a finite number >= 0, not {level!r}")
         self.modulator = float(level)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze or thaw all adaptation from the next step on. Frozen, the
+        sheet runs on (membranes, traces, spikes, output) but nothing it has
+        learned changes: no plasticity, whatever the reward level, and no
+        threshold adaptation. Thawed, it learns as before."""
+        self.frozen = bool(frozen)
+
+    def give_input_spikes(self, channels: list[int]) -> None:
+        """Make input ``channels`` spike at the next step, in addition to
+        the spikes their rates draw.
+
+        :raises HeraError: for a channel that the sheet does not have.
+        """
+        bad = [c for c in channels if not 0 <= c < self.inputs]
+        if bad:
+            raise HeraError(f"no input channel {bad[0]} (channels 0-{self.inputs - 1})")
+        if channels:
+            self.input_spikes[torch.tensor(channels, dtype=torch.long)] = 1
+            self._given = True
 
     def set_input(self, values: list[float]) -> None:
         """Drive the input channels: ``values`` in [0, 1] scale ``max_rate``;

@@ -6,8 +6,10 @@ counter-based random numbers from the instance seed and the step counter,
 so the upgrade drops that state and keeps everything else: learned weights,
 thresholds, spikes in flight, traces and the step counter. The upgraded
 agent's random draws are not those its old generator would have made; what
-it learned is untouched. Format 1 (dense weights, abraxas 0.1) cannot be
-read.
+it learned is untouched. Format 3 (abraxas 0.3) lacks two things that
+format 4 keeps: the input spikes given for the next step (none) and whether
+adaptation is frozen (it is not). Format 1 (dense weights, abraxas 0.1)
+cannot be read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from hera.hooks.types import DynamicState, Snapshot
 from hera_family_abraxas import layouts
 
 #: The older data formats ``upgrade`` reads.
-READS = (2,)
+READS = (2, 3)
 
 
 def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any],
@@ -32,6 +34,10 @@ def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any
     layouts.check_definition(definition)
     if state is None:
         return Snapshot(dict(definition), dict(tensors), None)
+    import torch
+
     kept = {name: tensor for name, tensor in state.tensors.items() if name != "rng"}
     values = {name: value for name, value in state.values.items() if name != "rng_device"}
+    kept["input_spikes"] = torch.zeros(int(definition["inputs"]), dtype=torch.uint8)
+    values["frozen"] = False
     return Snapshot(dict(definition), dict(tensors), DynamicState(kept, values))

@@ -145,7 +145,7 @@ def test_the_random_draws_are_a_function_of_the_seed_and_the_step():
     straight.run(10)
     half = straight.snapshot()
     assert set(half.state.tensors) == set(model.STATE) and set(half.state.values) == {
-        "t", "modulator"}
+        "t", "modulator", "frozen"}
     straight.run(30)
     end = straight.snapshot()
     for seed, same in ((5, True), (6, False)):
@@ -159,29 +159,41 @@ def test_the_random_draws_are_a_function_of_the_seed_and_the_step():
         assert equal == same, seed
 
 
-def test_the_triton_backend_gives_the_same_bits(tmp_path):
-    """The sheet on hera.kernels' Triton kernels (interpreted on a CPU) runs
-    bit-identically to the torch backend, state and weights included."""
+def triton_matches_torch(definition: str, steps: str) -> bool:
+    """Whether a sheet on hera.kernels' Triton kernels (interpreted on the
+    CPU, in a process of its own) ends bit for bit where the torch backend
+    does, state and weights included, having learned something.
+
+    :param definition: an expression for the definition.
+    :param steps: code that drives the sheet ``s`` (one line per statement).
+    """
     import os
     import subprocess
     import sys
 
-    code = (
-        "import torch\n"
-        "from hera_family_abraxas import layouts, model\n"
-        "d = layouts.definition_for('example', {'noise': 1.0})\n"
-        "runs = []\n"
-        "for backend in ('torch', 'triton'):\n"
-        "    s = model.Sheet(d, model.zero_parameters(d), None, 'cpu', 3, backend=backend)\n"
-        "    s.run(40)\n"
-        "    runs.append(s.snapshot())\n"
-        "a, b = runs\n"
-        "same = all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)\n"
-        "same &= all(torch.equal(a.state.tensors[k], b.state.tensors[k]) for k in a.state.tensors)\n"
-        "print('same' if same and a.tensors['weights'].any() else 'different')\n")
+    code = "\n".join([
+        "import torch",
+        "from hera_family_abraxas import layouts, model",
+        f"d = {definition}",
+        "runs = []",
+        "for backend in ('torch', 'triton'):",
+        "    s = model.Sheet(d, model.zero_parameters(d), None, 'cpu', 3, backend=backend)",
+        *(f"    {line}" for line in steps.splitlines()),
+        "    runs.append(s.snapshot())",
+        "a, b = runs",
+        "same = all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)",
+        "same &= all(torch.equal(a.state.tensors[k], b.state.tensors[k]) for k in a.state.tensors)",
+        "print('same' if same and a.tensors['weights'].any() else 'different')", ""])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})
-    assert proc.stdout.strip() == "same", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip() == "same"
+
+
+def test_the_triton_backend_gives_the_same_bits():
+    """The sheet on hera.kernels' Triton kernels (interpreted on a CPU) runs
+    bit-identically to the torch backend, state and weights included."""
+    assert triton_matches_torch("layouts.definition_for('example', {'noise': 1.0})", "s.run(40)")
 
 
 @settings(max_examples=15, deadline=None)

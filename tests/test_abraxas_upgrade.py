@@ -1,6 +1,7 @@
-"""abraxas reads its data format 2 (a torch.Generator's state for its random
-numbers) and continues from it exactly as from format 3: the upgrade drops
-only the generator state, which format 3 does not need."""
+"""abraxas reads its data formats 2 (a torch.Generator's state for its
+random numbers) and 3 (no given input spikes, no freezing) and continues
+from them exactly as from format 4: the upgrade drops the generator state,
+which format 3 no longer needed, and adds no given spikes and no freezing."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ from hera_family_abraxas.upgrade import upgrade
 from tests.conftest import make_world
 
 
-def _as_format_2(state: DynamicState) -> DynamicState:
-    """What abraxas 0.2 saved beside the same state: its generator."""
-    tensors = dict(state.tensors, rng=torch.Generator().manual_seed(3).get_state())
-    return DynamicState(tensors, dict(state.values, rng_device="cpu"))
+def _as_format(data_format: int, state: DynamicState) -> DynamicState:
+    """What abraxas 0.2 or 0.3 saved of the same state: no given spikes and
+    no freezing; 0.2 kept its generator's state beside it."""
+    tensors = {k: v for k, v in state.tensors.items() if k != "input_spikes"}
+    values = {k: v for k, v in state.values.items() if k != "frozen"}
+    if data_format == 2:
+        tensors["rng"] = torch.Generator().manual_seed(3).get_state()
+        values["rng_device"] = "cpu"
+    return DynamicState(tensors, values)
 
 
-def test_a_format_2_state_continues_as_format_3_does():
+@pytest.mark.parametrize("data_format", [2, 3])
+def test_an_older_state_continues_as_the_current_format_does(data_format):
     d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.2})
     sheet = model.Sheet(d, model.zero_parameters(d), None, "cpu", seed=9, backend="torch")
     sheet.run(20)
@@ -30,7 +37,7 @@ def test_a_format_2_state_continues_as_format_3_does():
     sheet.run(20)
     end = sheet.snapshot()
 
-    old = upgrade(2, snap.definition, snap.tensors, _as_format_2(snap.state))
+    old = upgrade(data_format, snap.definition, snap.tensors, _as_format(data_format, snap.state))
     assert old.definition == snap.definition and set(old.state.tensors) == set(model.STATE)
     assert old.state.values == snap.state.values
     resumed = model.Sheet(old.definition, old.tensors, old.state, "cpu", seed=9, backend="torch")
@@ -43,9 +50,10 @@ def test_a_format_2_state_continues_as_format_3_does():
     assert end.tensors["weights"].any()
 
 
-def test_a_built_format_2_file_needs_nothing_but_its_format():
+@pytest.mark.parametrize("data_format", [2, 3])
+def test_an_older_built_file_needs_nothing_but_its_format(data_format):
     d = layouts.definition_for("example", {})
-    built = upgrade(2, d, model.zero_parameters(d), None)
+    built = upgrade(data_format, d, model.zero_parameters(d), None)
     assert built.state is None and set(built.tensors) == set(model.LEARNED)
 
 
@@ -55,10 +63,12 @@ def test_format_1_is_not_read():
         upgrade(1, d, model.zero_parameters(d), None)
 
 
-def test_up_upgrades_an_installed_format_2_agent_and_keeps_the_original(world, tmp_path):
-    """Through the real command: an agent that abraxas 0.2 saved runs on
-    under format 3 exactly as the same agent saved in format 3 does, and
-    the format-2 file stays beside it."""
+@pytest.mark.parametrize("data_format", [2, 3])
+def test_up_upgrades_an_installed_older_agent_and_keeps_the_original(world, tmp_path,
+                                                                      data_format):
+    """Through the real command: an agent that abraxas 0.2 or 0.3 saved runs
+    on under the current format exactly as the same agent saved in it does,
+    and the older file stays beside it."""
     agent_id, path = world.build()
     world.run("up", path.name, "--steps", "60", "--silent")
     stored = world.agents_dir / f"{agent_id}.json"
@@ -67,13 +77,14 @@ def test_up_upgrades_an_installed_format_2_agent_and_keeps_the_original(world, t
     shutil.copy(stored, control.agents_dir / stored.name)
 
     instance = InstanceFile.read(stored)
-    instance.meta["family"] = {"name": "abraxas", "version": "0.2.0", "data_format": 2}
-    instance.set_tensors(instance.tensors(), _as_format_2(instance.state()))
+    instance.meta["family"] = {"name": "abraxas", "version": f"0.{data_format}.0",
+                               "data_format": data_format}
+    instance.set_tensors(instance.tensors(), _as_format(data_format, instance.state()))
     instance.write(stored)
     original = stored.read_bytes()
 
     proc = world.run("--uuid", agent_id, "up", "--steps", "60")
-    assert f"from abraxas data format 2 to {DATA_FORMAT}" in proc.stdout + proc.stderr
+    assert f"from abraxas data format {data_format} to {DATA_FORMAT}" in proc.stdout + proc.stderr
     control.run("--uuid", agent_id, "up", "--steps", "60", "--silent")
 
     upgraded, expected = InstanceFile.read(stored), InstanceFile.read(control.agents_dir /
@@ -82,7 +93,7 @@ def test_up_upgrades_an_installed_format_2_agent_and_keeps_the_original(world, t
     assert upgraded.state_entries.keys() == expected.state_entries.keys()
     assert upgraded.tensor_entries == expected.tensor_entries
     assert upgraded.state_entries == expected.state_entries
-    assert (world.agents_dir / f"{agent_id}.format2.json").read_bytes() == original
+    assert (world.agents_dir / f"{agent_id}.format{data_format}.json").read_bytes() == original
     assert [row["id"] for row in world.agents()] == [agent_id]
 
 
@@ -95,5 +106,5 @@ def test_a_format_1_agent_is_refused_with_the_formats_read(world):
     proc = world.run("up", path.name, "--steps", "5", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert "data format 1" in line and f"reads formats 2 and {DATA_FORMAT}" in line, line
+    assert "data format 1" in line and f"reads formats 2, 3 and {DATA_FORMAT}" in line, line
     assert (world.workdir / path.name).read_bytes() == before

@@ -1,0 +1,168 @@
+"""Freezing all adaptation of a running sheet, and input spikes at exact
+steps (a ``spikes`` line, or a raster for programs), on every backend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hera.errors import HeraError
+from hera.plugins import load_plugins
+from hera_family_abraxas import layouts, model
+from hera_family_abraxas.model import Sheet
+from tests.conftest import compiler_here
+from tests.test_abraxas import _assert_same, triton_matches_torch
+
+CPU_BACKENDS = ["torch", pytest.param("cpp", marks=pytest.mark.skipif(
+    not compiler_here(), reason="no C++ compiler here: no cpp backend"))]
+
+
+def _learned(sheet: Sheet) -> dict[str, torch.Tensor]:
+    return {name: t.clone() for name, t in sheet.snapshot().tensors.items()}
+
+
+def _quiet(**overrides) -> dict:
+    """An example definition whose inputs never spike by themselves."""
+    return layouts.definition_for("example", {"input_rate": 0.0, "noise": 0.0, **overrides})
+
+
+def _feed(sheet: Sheet, line: str) -> None:
+    """A line through the family's hook, as hera gives it."""
+    assert load_plugins().hook.hera_encode_input(family="abraxas", agent=sheet,
+                                                 line=line) is True
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_freezing_changes_nothing_learned_while_the_sheet_runs_on(backend):
+    d = layouts.definition_for("example", {"noise": 1.0})
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=4, backend=backend)
+    sheet.set_input([1.0, 0.8, 0.6, 0.9])
+    sheet.run(80)
+    learned = _learned(sheet)
+    assert learned["weights"].any() and learned["thresholds"].any()
+
+    _feed(sheet, "freeze")
+    membranes, t = sheet.membrane.clone(), sheet.t
+    sheet.take_output()
+    sheet.run(150)
+    for name, tensor in sheet.snapshot().tensors.items():
+        assert torch.equal(tensor, learned[name]), f"{name} changed while frozen"
+    assert sheet.t == t + 150 and not torch.equal(sheet.membrane, membranes)
+    assert sum(sheet.take_output()) > 0, "a frozen sheet still spikes"
+    assert sheet.snapshot().state.values["frozen"] is True
+
+    _feed(sheet, "unfreeze")
+    sheet.run(80)
+    after = sheet.snapshot().tensors
+    assert not torch.equal(after["weights"], learned["weights"])
+    assert not torch.equal(after["thresholds"], learned["thresholds"])
+
+
+def test_freezing_outlasts_a_reward_and_a_save():
+    """A reward line does not thaw a frozen sheet, and a saved frozen sheet
+    comes back frozen."""
+    d = layouts.definition_for("example", {"noise": 1.0})
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=2, backend="torch")
+    sheet.set_input([1.0, 1.0])
+    sheet.run(40)
+    sheet.set_frozen(True)
+    sheet.set_modulator(3.0)
+    snap = sheet.snapshot()
+    back = Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=2, backend="torch")
+    back.run(60)
+    for name, tensor in back.snapshot().tensors.items():
+        assert torch.equal(tensor, snap.tensors[name]), name
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_spikes_line_makes_exactly_those_channels_spike_at_the_next_step(backend):
+    d = _quiet(inputs=9)
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=1, backend=backend)
+    sheet.run(3)
+    assert not sheet.pre_trace[:9].any()
+    _feed(sheet, "spikes 2 7 2")
+    assert not sheet.pre_trace[:9].any(), "nothing spikes before the next step"
+    sheet.run(1)
+    expected = torch.zeros(9)
+    expected[[2, 7]] = 1.0
+    assert torch.equal(sheet.pre_trace[:9], expected)  # a trace jumps by 1 at its spike
+    sheet.run(1)  # given for one step only: now the traces only decay
+    assert torch.equal(sheet.pre_trace[:9], expected * sheet.decay_trace)
+    _feed(sheet, "spikes")  # none
+    sheet.run(1)
+    assert torch.equal(sheet.pre_trace[:9], expected * sheet.decay_trace * sheet.decay_trace)
+
+
+@pytest.mark.parametrize("line, message", [("spikes 3 16", "no input channel 16"),
+                                           ("spikes -1", "no input channel -1"),
+                                           ("spikes 2 x", "channel numbers, not 'x'"),
+                                           ("spikes 1.5", "channel numbers, not '1.5'")])
+def test_a_bad_spikes_line_is_refused_and_gives_nothing(line, message):
+    d = _quiet()
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=1, backend="torch")
+    with pytest.raises(HeraError, match=message):
+        _feed(sheet, line)
+    sheet.run(2)
+    assert not sheet.pre_trace[:d["inputs"]].any()
+
+
+def test_given_spikes_are_saved_until_their_step():
+    d = _quiet(noise=0.5)
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=8, backend="torch")
+    sheet.run(5)
+    sheet.give_input_spikes([0, 5, 11])
+    snap = sheet.snapshot()
+    assert snap.state.tensors["input_spikes"].tolist() == [
+        1 if i in (0, 5, 11) else 0 for i in range(d["inputs"])]
+    back = Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=8, backend="torch")
+    sheet.run(4)
+    back.run(4)
+    _assert_same(sheet, back)
+    assert back.pre_trace[[0, 5, 11]].all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 2**31), st.floats(0.0, 0.5))
+def test_a_raster_gives_the_bits_of_one_spikes_line_a_step(cpp_backend, steps, seed, density):
+    """The array path for programs: a [steps, inputs] raster in one call
+    against a line before each step, on torch and on the compiled step,
+    learning on."""
+    d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.02})
+    raster = torch.rand(steps, d["inputs"], generator=torch.Generator().manual_seed(seed)) \
+        < density
+    by_line = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend="torch")
+    for row in raster:
+        by_line.give_input_spikes(row.nonzero().view(-1).tolist())
+        by_line.run(1)
+    for backend in ("torch", "cpp"):
+        sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend=backend)
+        sheet.run(steps, spikes=raster)
+        _assert_same(by_line, sheet)
+    # every channel given a spike has a trace of it
+    assert by_line.pre_trace[:d["inputs"]][raster.any(0)].all()
+
+
+def test_a_raster_of_another_shape_is_refused():
+    d = _quiet()
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=1, backend="torch")
+    for bad in (torch.zeros(3, d["inputs"] + 1, dtype=torch.bool), torch.zeros(2, d["inputs"]),
+                torch.zeros(4, d["inputs"], dtype=torch.bool)):
+        with pytest.raises(HeraError, match=r"must be a bool or uint8 tensor of shape \[3, 16\]"):
+            sheet.run(3, spikes=bad)
+    assert sheet.t == 0
+
+
+def test_the_triton_backend_freezes_and_takes_spikes_with_the_same_bits():
+    """Frozen steps, a spikes line and a raster on the Triton kernels
+    (interpreted on the CPU) against the torch backend."""
+    assert triton_matches_torch(
+        "layouts.definition_for('example', {'noise': 1.0, 'inputs': 5})",
+        "raster = torch.rand(12, 5, generator=torch.Generator().manual_seed(1)) < 0.3\n"
+        "s.run(12, spikes=raster)\n"
+        "s.set_frozen(True)\n"
+        "s.give_input_spikes([1, 4])\n"
+        "s.run(6)\n"
+        "s.set_frozen(False)\n"
+        "s.run(6, spikes=raster[:6])")
