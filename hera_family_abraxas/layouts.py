@@ -49,6 +49,22 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "small": ("an 8x8 sheet of three-layer columns",
               {"width": 8, "height": 8, "depth": 3, "cells": 12, "inputs": 64, "dendrite": 1,
                "axon": 4}),
+    # One column of 100 cells: a single winner-take-all group, so at most
+    # one cell fires a step, the one whose input weights best match the
+    # input, less its adaptive threshold. A membrane time constant below a
+    # step and no refractory period make the winner this step's argmax (not
+    # cells taking turns through each other's refractory gaps). a_minus = 0:
+    # with rate-coded input, depression at input spikes cancels
+    # potentiation on average; synaptic scaling (w_budget) does the
+    # forgetting. Little noise: it only has to recruit zero-weight cells.
+    # theta_plus / tau_theta share the inputs out among all the cells.
+    # Chosen on validation digits (benchmarks/digits.py), never on test ones.
+    "digits": ("64 inputs, one winner-take-all group of 100 cells: learns 8x8 images",
+               {"width": 1, "height": 1, "depth": 1, "cells": 100, "inputs": 64, "dendrite": 0,
+                "axon": 1, "tau_membrane": 0.3, "threshold": 0.1, "refractory": 0,
+                "noise": 0.05, "input_rate": 0.0, "max_rate": 1.0, "tau_trace": 10.0,
+                "a_plus": 0.0015, "a_minus": 0.0, "w_max": 1.0, "w_budget": 12.0,
+                "theta_plus": 0.03, "tau_theta": 100000.0}),
     "coba": ("Vogels-Abbott COBA benchmark size",
              {"width": 20, "height": 20, "depth": 1, "cells": 10, "inputs": 8, "dendrite": 1,
               "axon": 4}),

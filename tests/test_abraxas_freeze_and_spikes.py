@@ -166,3 +166,30 @@ def test_the_triton_backend_freezes_and_takes_spikes_with_the_same_bits():
         "s.run(6)\n"
         "s.set_frozen(False)\n"
         "s.run(6, spikes=raster[:6])")
+
+
+def test_the_digits_layout_learns_two_patterns_apart_as_built():
+    """Defaults that learn: an agent of the ``digits`` layout, no override,
+    shown two images in turn, answers them with different cells once
+    frozen (each image's most active cell is silent for the other)."""
+    d = layouts.definition_for("digits", {})
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=3)
+    top = [0.6 if i < 32 else 0.0 for i in range(64)]
+    bottom = [0.0 if i < 32 else 0.6 for i in range(64)]
+
+    def show(image: list[float]) -> torch.Tensor:
+        sheet.set_input(image)
+        sheet.take_output()
+        sheet.run(40)
+        counts = torch.tensor(sheet.take_output())
+        sheet.set_input([0.0] * 64)
+        sheet.run(5)
+        return counts
+
+    for _ in range(60):
+        show(top)
+        show(bottom)
+    sheet.set_frozen(True)
+    a, b = sum(show(top) for _ in range(5)), sum(show(bottom) for _ in range(5))
+    assert a.sum() > 0 and b.sum() > 0
+    assert b[a.argmax()] == 0 and a[b.argmax()] == 0, (a, b)
