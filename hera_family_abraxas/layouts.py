@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "w_budget": 4.0,      # synaptic scaling: a neuron's incoming weights sum to at most this (0: off)
     "theta_plus": 0.05,   # threshold rise per spike (homeostasis)
     "tau_theta": 1000.0,
+    "target_rate": 0.0,   # spikes per neuron per step the thresholds draw rates to (0: off)
 }
 
 GEOMETRY = ("width", "height", "depth", "cells", "inputs", "dendrite", "axon")
@@ -65,9 +66,12 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
                 "noise": 0.05, "input_rate": 0.0, "max_rate": 1.0, "tau_trace": 10.0,
                 "a_plus": 0.0015, "a_minus": 0.0, "w_max": 1.0, "w_budget": 12.0,
                 "theta_plus": 0.03, "tau_theta": 100000.0}),
+    # Its recurrent weights grow as it learns; the thresholds hold each
+    # neuron near 2 spikes per 1000 steps (a slow decay, so that the target
+    # and not the decay sets the rate).
     "coba": ("Vogels-Abbott COBA benchmark size",
              {"width": 20, "height": 20, "depth": 1, "cells": 10, "inputs": 8, "dendrite": 1,
-              "axon": 4}),
+              "axon": 4, "target_rate": 0.002, "tau_theta": 1000000.0}),
     "microcircuit": ("cortical microcircuit benchmark size (a GPU's)",
                      {"width": 22, "height": 22, "depth": 4, "cells": 40, "inputs": 256,
                       "dendrite": 3, "axon": 8}),
@@ -112,7 +116,7 @@ def check_definition(definition: dict[str, Any]) -> None:
     for key in ("tau_membrane", "tau_trace", "tau_theta"):
         if definition[key] <= 0:
             raise DefinitionError(f"abraxas parameter {key!r} must be positive")
-    for key in ("input_rate", "max_rate"):
+    for key in ("input_rate", "max_rate", "target_rate"):
         if definition[key] > 1:
             raise DefinitionError(f"abraxas parameter {key!r} is a probability per step (<= 1)")
 

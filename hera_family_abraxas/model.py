@@ -249,10 +249,10 @@ class Sheet:
                  self.input_spikes]
         synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
                     self.incoming_source]
-        theta_plus, decay_theta = self._theta()
+        theta_plus, decay_theta, theta_minus = self._theta()
         values = [self.decay_m, float(d["threshold"]), theta_plus, decay_theta,
                   self.decay_trace, float(d["noise"]), *self._rates(),
-                  float(d["w_max"]), float(d["w_budget"]), SCALE]
+                  float(d["w_max"]), float(d["w_budget"]), SCALE, theta_minus]
         sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
                  layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
                  self.output_start, self.axon + 1, d["refractory"],
@@ -279,9 +279,11 @@ class Sheet:
 
         # Leaky integrate-and-fire with winner-take-all: in each layer of each
         # column at most the neuron furthest over its threshold fires.
+        theta_plus, decay_theta, theta_minus = self._theta()
         spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
                                     noise, self.decay_m, float(d["threshold"]), d["refractory"],
-                                    *self._theta(), d["cells"], None)
+                                    theta_plus, decay_theta, d["cells"], None,
+                                    theta_minus=theta_minus)
         fired, fired_inputs = self._spiking(spikes, input_spikes)
 
         # Plasticity on events, with the traces of the steps before this one:
@@ -348,13 +350,17 @@ class Sheet:
             return 0.0, 0.0
         return float(d["a_plus"]) * self.modulator, float(d["a_minus"]) * self.modulator
 
-    def _theta(self) -> tuple[float, float]:
-        """``(theta_plus, decay_theta)`` of the adaptive thresholds: while
-        frozen ``(0, 1)``, which leaves every threshold's bits as they are
-        (``θ * 1 + 0 * spike == θ``)."""
+    def _theta(self) -> tuple[float, float, float]:
+        """``(theta_plus, decay_theta, theta_minus)`` of the adaptive
+        thresholds: each step ``θ = max(θ * decay + theta_plus * spike -
+        theta_minus, 0)``, where ``theta_minus = theta_plus * target_rate``
+        draws each neuron's rate toward the target. While frozen ``(0, 1,
+        0)``, which leaves every threshold's bits as they are."""
         if self.frozen:
-            return 0.0, 1.0
-        return float(self.definition["theta_plus"]), self.decay_theta
+            return 0.0, 1.0, 0.0
+        d = self.definition
+        theta_plus = float(d["theta_plus"])
+        return theta_plus, self.decay_theta, theta_plus * float(d["target_rate"])
 
     # -- input and output ----------------------------------------------------
 

@@ -6,9 +6,10 @@ counter-based random numbers from the instance seed and the step counter,
 so the upgrade drops that state and keeps everything else: learned weights,
 thresholds, spikes in flight, traces and the step counter. The upgraded
 agent's random draws are not those its old generator would have made; what
-it learned is untouched. Format 3 (abraxas 0.3) lacks two things that
-format 4 keeps: the input spikes given for the next step (none) and whether
-adaptation is frozen (it is not). Format 1 (dense weights, abraxas 0.1)
+it learned is untouched. Format 3 (abraxas 0.3) lacks three things that
+format 4 keeps: the input spikes given for the next step (none), whether
+adaptation is frozen (it is not) and the thresholds' target rate (0: no
+target, the rule of format 3). Format 1 (dense weights, abraxas 0.1)
 cannot be read.
 """
 
@@ -31,13 +32,14 @@ def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any
     """
     if data_format not in READS:
         raise ValueError(f"abraxas cannot read data format {data_format}")
+    definition = {**definition, "target_rate": 0.0}
     layouts.check_definition(definition)
     if state is None:
-        return Snapshot(dict(definition), dict(tensors), None)
+        return Snapshot(definition, dict(tensors), None)
     import torch
 
     kept = {name: tensor for name, tensor in state.tensors.items() if name != "rng"}
     values = {name: value for name, value in state.values.items() if name != "rng_device"}
     kept["input_spikes"] = torch.zeros(int(definition["inputs"]), dtype=torch.uint8)
     values["frozen"] = False
-    return Snapshot(dict(definition), dict(tensors), DynamicState(kept, values))
+    return Snapshot(definition, dict(tensors), DynamicState(kept, values))

@@ -284,12 +284,14 @@ def test_the_benchmark_sized_layouts_have_the_sizes_they_claim():
 
 @settings(max_examples=12, deadline=None)
 @given(geometries, st.integers(1, 80), st.integers(0, 80), st.sampled_from([0.0, 0.3, 4.0]),
-       st.integers(0, 2**31), st.sampled_from([{}, {"a_minus": 0.0}, {"a_plus": 0.0}]))
+       st.integers(0, 2**31), st.sampled_from([{}, {"a_minus": 0.0}, {"a_plus": 0.0},
+                                               {"target_rate": 0.05}]))
 def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overrides, a, b,
                                                              budget, seed, rates):
     """The cpp backend (one compiled loop per chunk) against the torch
     backend (the kernels' references), learning and scaling included, over
-    chunk boundaries, with either rate at 0 (its events skipped)."""
+    chunk boundaries, with either rate at 0 (its events skipped), and with
+    thresholds drawn to a target rate."""
     d = layouts.definition_for("example", {**overrides, "noise": 1.5, "w_budget": budget,
                                            **rates})
     sheets = []

@@ -155,10 +155,10 @@ def test_a_raster_of_another_shape_is_refused():
 
 
 def test_the_triton_backend_freezes_and_takes_spikes_with_the_same_bits():
-    """Frozen steps, a spikes line and a raster on the Triton kernels
-    (interpreted on the CPU) against the torch backend."""
+    """Frozen steps, a spikes line, a raster and a target rate on the
+    Triton kernels (interpreted on the CPU) against the torch backend."""
     assert triton_matches_torch(
-        "layouts.definition_for('example', {'noise': 1.0, 'inputs': 5})",
+        "layouts.definition_for('example', {'noise': 1.0, 'inputs': 5, 'target_rate': 0.05})",
         "raster = torch.rand(12, 5, generator=torch.Generator().manual_seed(1)) < 0.3\n"
         "s.run(12, spikes=raster)\n"
         "s.set_frozen(True)\n"
@@ -193,3 +193,19 @@ def test_the_digits_layout_learns_two_patterns_apart_as_built():
     a, b = sum(show(top) for _ in range(5)), sum(show(bottom) for _ in range(5))
     assert a.sum() > 0 and b.sum() > 0
     assert b[a.argmax()] == 0 and a[b.argmax()] == 0, (a, b)
+
+
+@pytest.mark.parametrize("target", [0.005, 0.03])
+def test_homeostasis_holds_a_driven_sheet_near_its_target_rate(target):
+    """Strongly driven and noisy, learning on, the output area fires near
+    the target rate once the thresholds have settled, whichever target."""
+    d = layouts.definition_for("example", {"noise": 1.0, "target_rate": target,
+                                           "tau_theta": 1e6})
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=2)
+    sheet.set_input([1.0] * d["inputs"])
+    sheet.run(20_000)
+    sheet.take_output()
+    sheet.run(5_000)
+    rate = sum(sheet.take_output()) / (5_000 * layouts.output_size(d))
+    assert target / 1.5 <= rate <= target * 1.5, rate
+    assert (sheet.thresholds >= 0).all()

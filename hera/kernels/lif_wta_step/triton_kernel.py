@@ -45,6 +45,7 @@ def _lif_wta_step_kernel(
     refractory_steps,     # int, rest after a spike
     theta_plus,           # float32, threshold rise per spike
     theta_decay,          # float32, decay of the threshold rise per step
+    theta_minus,          # float32, threshold fall per step (toward a target rate)
     group_size,           # int, neurons per winner-take-all group
     groups,               # int, N // group_size
     BLOCK_GROUPS: tl.constexpr,  # groups per program (tile rows)
@@ -79,7 +80,8 @@ def _lif_wta_step_kernel(
     tl.store(membrane_ptr + offsets, tl.where(fired, 0.0, v), mask=mask)
     tl.store(refractory_ptr + offsets,
              tl.where(fired, refractory_steps, tl.maximum(refractory - 1, 0)), mask=mask)
-    tl.store(threshold_adapt_ptr + offsets, theta * theta_decay + theta_plus * spikes, mask=mask)
+    theta = theta * theta_decay + theta_plus * spikes - theta_minus
+    tl.store(threshold_adapt_ptr + offsets, tl.maximum(theta, 0.0), mask=mask)
     tl.store(spikes_ptr + offsets, spikes, mask=mask)
 
 
@@ -87,7 +89,7 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
                  threshold_adapt: torch.Tensor, current: torch.Tensor, noise: torch.Tensor,
                  decay: float, threshold: float, refractory_steps: int, theta_plus: float,
                  theta_decay: float, group_size: int,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+                 out: torch.Tensor | None = None, theta_minus: float = 0.0) -> torch.Tensor:
     """Launch the step on checked arguments (see the package docstring)."""
     if out is None:
         out = torch.empty_like(membrane)
@@ -100,7 +102,8 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
         # as in the reference, so spikes agree bit for bit near threshold.
         _lif_wta_step_kernel[(triton.cdiv(groups, block_groups),)](
             membrane, refractory, threshold_adapt, current, noise, out,
-            decay, threshold, refractory_steps, theta_plus, theta_decay, group_size, groups,
+            decay, threshold, refractory_steps, theta_plus, theta_decay, theta_minus,
+            group_size, groups,
             BLOCK_GROUPS=block_groups, BLOCK_CELLS=block_cells, num_warps=NUM_WARPS,
             enable_fp_fusion=False)
     return out
