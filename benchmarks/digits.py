@@ -37,12 +37,12 @@ training S s``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 
 import torch
+from benchmark_options import add_set_option, overrides as parse_overrides
 
 from hera.plugins import load_plugins
 
@@ -131,14 +131,10 @@ def main() -> None:
     parser.add_argument("--split", choices=("validation", "test"), default="validation",
                         help="what to evaluate on (default: validation; test for the figure)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a parameter of the layout (named in the output)")
+    add_set_option(parser)
     args = parser.parse_args()
     os.environ.setdefault("HERA_ABRAXAS_BACKEND", "cpp")
-    overrides = {}
-    for pair in args.set:
-        key, _, value = pair.partition("=")
-        overrides[key] = json.loads(value)
+    overrides = parse_overrides(args.set)
     data = split()
     print(f"layout {LAYOUT}, overrides {overrides or 'none'}; {TRAIN} training, "
           f"{VALIDATION} validation, {len(data['test'][1])} test digits; each digit summing "

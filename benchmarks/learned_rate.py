@@ -18,10 +18,10 @@ Its last line: ``learned regime: rate R (target T), cost ratio X``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
+from benchmark_options import add_set_option, overrides as parse_overrides
 
 from hera_family_abraxas import layouts, model
 
@@ -32,12 +32,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    add_set_option(parser)
     args = parser.parse_args()
-    overrides = {}
-    for pair in args.set:
-        key, _, value = pair.partition("=")
-        overrides[key] = json.loads(value)
+    overrides = parse_overrides(args.set)
     d = layouts.definition_for(args.layout, overrides)
     sheet = model.Sheet(d, model.zero_parameters(d), None, "cpu", seed=args.seed)
     neurons = layouts.output_size(d)

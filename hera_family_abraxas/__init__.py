@@ -54,7 +54,7 @@ def hera_build(family: str, layout: str, overrides: dict[str, Any], seed: int):
     from hera_family_abraxas import layouts, model
 
     definition = layouts.definition_for(layout, overrides)
-    return Built(definition=definition, tensors=model.zero_parameters(definition))
+    return Built(definition=definition, tensors=model.built_parameters(definition))
 
 
 @hookimpl

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "theta_plus": 0.05,   # threshold rise per spike (homeostasis)
     "tau_theta": 1000.0,
     "target_rate": 0.0,   # spikes per neuron per step the thresholds draw rates to (0: off)
+    "initial_weight": 0.0,  # every input weight of a built instance (at most w_max)
 }
 
 GEOMETRY = ("width", "height", "depth", "cells", "inputs", "dendrite", "axon")
@@ -66,6 +67,19 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
                 "noise": 0.05, "input_rate": 0.0, "max_rate": 1.0, "tau_trace": 10.0,
                 "a_plus": 0.0015, "a_minus": 0.0, "w_max": 1.0, "w_budget": 12.0,
                 "theta_plus": 0.03, "tau_theta": 100000.0}),
+    # Two cells in one winner-take-all group listening to 500 afferents for
+    # a spike-timing pattern (benchmarks/pattern.py): built with input
+    # weights of 0.2 and no noise, so that only coincident input fires them;
+    # a membrane of 10 steps integrates coincidences; synaptic scaling makes
+    # the afferents compete for a budget; the thresholds hold about one
+    # spike per pattern. Chosen on validation seeds; not yet selective.
+    "pattern": ("500 inputs, one winner-take-all group of 2 cells: spike-timing patterns",
+                {"width": 1, "height": 1, "depth": 1, "cells": 2, "inputs": 500, "dendrite": 0,
+                 "axon": 1, "tau_membrane": 10.0, "threshold": 40.0, "refractory": 5,
+                 "noise": 0.0, "input_rate": 0.0, "max_rate": 1.0, "tau_trace": 17.0,
+                 "a_plus": 0.008, "a_minus": 0.008, "w_max": 1.0, "w_budget": 80.0,
+                 "theta_plus": 0.2, "tau_theta": 1000000.0, "target_rate": 0.005,
+                 "initial_weight": 0.2}),
     # Its recurrent weights grow as it learns; the thresholds hold each
     # neuron near 2 spikes per 1000 steps (a slow decay, so that the target
     # and not the decay sets the rate).
@@ -119,6 +133,8 @@ def check_definition(definition: dict[str, Any]) -> None:
     for key in ("input_rate", "max_rate", "target_rate"):
         if definition[key] > 1:
             raise DefinitionError(f"abraxas parameter {key!r} is a probability per step (<= 1)")
+    if definition["initial_weight"] > definition["w_max"]:
+        raise DefinitionError("abraxas parameter 'initial_weight' is above 'w_max'")
 
 
 def neuron_count(d: dict[str, Any]) -> int:

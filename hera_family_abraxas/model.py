@@ -51,12 +51,20 @@ def _say_once(line: str) -> None:
 
 
 def zero_parameters(d: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The learned parameters of a freshly built instance: all zero."""
+    """Learned parameters that are all zero."""
     return {
         "input_weights": torch.zeros(d["inputs"], layouts.first_layer_size(d)),
         "weights": torch.zeros(layouts.neuron_count(d), layouts.slots_per_row(d)),
         "thresholds": torch.zeros(layouts.neuron_count(d)),
     }
+
+
+def built_parameters(d: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The learned parameters of a freshly built instance: every input
+    weight at ``initial_weight`` (0 in most layouts), the rest zero."""
+    tensors = zero_parameters(d)
+    tensors["input_weights"].fill_(float(d["initial_weight"]))
+    return tensors
 
 
 class Sheet:

@@ -8,8 +8,8 @@ thresholds, spikes in flight, traces and the step counter. The upgraded
 agent's random draws are not those its old generator would have made; what
 it learned is untouched. Format 3 (abraxas 0.3) lacks three things that
 format 4 keeps: the input spikes given for the next step (none), whether
-adaptation is frozen (it is not) and the thresholds' target rate (0: no
-target, the rule of format 3). Format 1 (dense weights, abraxas 0.1)
+adaptation is frozen (it is not), the thresholds' target rate (0: no
+target, the rule of format 3) and the input weights it was built with (0). Format 1 (dense weights, abraxas 0.1)
 cannot be read.
 """
 
@@ -32,7 +32,7 @@ def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any
     """
     if data_format not in READS:
         raise ValueError(f"abraxas cannot read data format {data_format}")
-    definition = {**definition, "target_rate": 0.0}
+    definition = {**definition, "target_rate": 0.0, "initial_weight": 0.0}
     layouts.check_definition(definition)
     if state is None:
         return Snapshot(definition, dict(tensors), None)

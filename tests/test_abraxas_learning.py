@@ -1,5 +1,7 @@
-"""Freezing all adaptation of a running sheet, and input spikes at exact
-steps (a ``spikes`` line, or a raster for programs), on every backend."""
+"""What abraxas needs to learn and to be measured: freezing all adaptation
+of a running sheet, input spikes at exact steps (a ``spikes`` line, or a
+raster for programs), homeostasis toward a target rate, initial weights,
+and layouts that learn as built, on every backend."""
 
 from __future__ import annotations
 
@@ -209,3 +211,18 @@ def test_homeostasis_holds_a_driven_sheet_near_its_target_rate(target):
     rate = sum(sheet.take_output()) / (5_000 * layouts.output_size(d))
     assert target / 1.5 <= rate <= target * 1.5, rate
     assert (sheet.thresholds >= 0).all()
+
+
+def test_a_layout_builds_its_input_weights_at_initial_weight():
+    from hera.errors import DefinitionError
+
+    hook = load_plugins().hook
+    built = hook.hera_build(family="abraxas", layout="example",
+                            overrides={"initial_weight": 0.25}, seed=1)
+    assert torch.equal(built.tensors["input_weights"],
+                       torch.full_like(built.tensors["input_weights"], 0.25))
+    assert not built.tensors["weights"].any() and not built.tensors["thresholds"].any()
+    plain = hook.hera_build(family="abraxas", layout="example", overrides={}, seed=1)
+    assert not plain.tensors["input_weights"].any()
+    with pytest.raises(DefinitionError, match="initial_weight"):
+        layouts.definition_for("example", {"initial_weight": 1.5})
