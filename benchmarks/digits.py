@@ -97,6 +97,35 @@ class Agent:
         return torch.tensor([self.show(image) for image in images], dtype=torch.float64)
 
 
+class Readout:
+    """What a frozen agent's answers say: each cell labelled by its mean
+    spike count per class on labelled digits, as proportions over the
+    classes; a digit's class is the one its cells' spikes, weighted by those
+    proportions, favour most. Checks that nothing learned moves meanwhile."""
+
+    def __init__(self, agent: Agent, images: torch.Tensor, labels: torch.Tensor):
+        self.agent = agent
+        self.learned = {k: v.clone() for k, v in agent.handle.snapshot().tensors.items()}
+        self.trained = agent.responses(images)
+        self.per_class = torch.stack([self.trained[labels == c].mean(0)
+                                      for c in range(10)])  # [10, cells]
+        self.proportions = self.per_class / self.per_class.sum(0, keepdim=True).clamp(min=1e-12)
+
+    def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The guesses for ``images``, and the cells' spike counts."""
+        answers = self.agent.responses(images)
+        now = self.agent.handle.snapshot().tensors
+        assert all(torch.equal(v, self.learned[k]) for k, v in now.items()), \
+            "learning was not frozen during labelling and evaluation"
+        return (answers @ self.proportions.T).argmax(1), answers
+
+
+def classify(agent: Agent, images: torch.Tensor, labels: torch.Tensor,
+             held: torch.Tensor) -> torch.Tensor:
+    """Label a frozen agent's cells on ``images``; its guesses for ``held``."""
+    return Readout(agent, images, labels).classify(held)[0]
+
+
 def run_seed(data: dict, seed: int, overrides: dict, evaluate_on: str) -> dict:
     """Learn, freeze, label on the training digits, classify ``evaluate_on``."""
     agent = Agent(LAYOUT, overrides, seed)
@@ -108,34 +137,33 @@ def run_seed(data: dict, seed: int, overrides: dict, evaluate_on: str) -> dict:
     seconds = time.perf_counter() - began
 
     agent.line("freeze")
-    learned = {k: v.clone() for k, v in agent.handle.snapshot().tensors.items()}
-    trained = agent.responses(images)
-    per_class = torch.stack([trained[labels == c].mean(0) for c in range(10)])  # [10, cells]
-    proportions = per_class / per_class.sum(0, keepdim=True).clamp(min=1e-12)
+    readout = Readout(agent, images, labels)
     held_images, held_labels = data[evaluate_on]
-    answers = agent.responses(held_images)
-    guesses = (answers @ proportions.T).argmax(1)
-    best_class = per_class.argmax(0)
+    guesses, answers = readout.classify(held_images)
+    best_class = readout.per_class.argmax(0)
     votes = torch.zeros(len(answers), 10, dtype=torch.float64).index_add_(1, best_class, answers)
-    unchanged = all(torch.equal(v, learned[k]) for k, v in agent.handle.snapshot().tensors.items())
-    assert unchanged, "learning was not frozen during labelling and evaluation"
     return {"accuracy": float((guesses == held_labels).double().mean()),
             "assigned": float((votes.argmax(1) == held_labels).double().mean()),
             "silent": int((answers.sum(1) == 0).sum()), "seconds": seconds,
             "classes": int((best_class.bincount(minlength=10) > 0).sum()),
-            "active": int((trained.sum(0) > 0).sum())}
+            "active": int((readout.trained.sum(0) > 0).sum())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(description: str) -> tuple[argparse.Namespace, dict, dict]:
+    """The digits benchmarks' command line (``--split``, ``--seeds``,
+    ``--set``): the arguments, the layout's overrides, and the data."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--split", choices=("validation", "test"), default="validation",
                         help="what to evaluate on (default: validation; test for the figure)")
     parser.add_argument("--seeds", type=int, default=5)
     add_set_option(parser)
     args = parser.parse_args()
     os.environ.setdefault("HERA_ABRAXAS_BACKEND", "cpp")
-    overrides = parse_overrides(args.set)
-    data = split()
+    return args, parse_overrides(args.set), split()
+
+
+def main() -> None:
+    args, overrides, data = options(__doc__.splitlines()[0])
     print(f"layout {LAYOUT}, overrides {overrides or 'none'}; {TRAIN} training, "
           f"{VALIDATION} validation, {len(data['test'][1])} test digits; each digit summing "
           f"to {TOTAL}, show {SHOW} + rest {REST} steps; backend "
