@@ -83,8 +83,9 @@ class Sheet:
         self._compiled = None
         if requested is None:
             self.backend = default_backend(self.device)
-            if missing_triton(self.device):
-                _say_once(f"abraxas: {missing_triton(self.device)}")
+            hint = missing_triton(self.device)
+            if hint:
+                _say_once(f"abraxas: {hint}")
             if self.device.type == "cpu":
                 from hera_family_abraxas.cpu_backend import available
 

@@ -127,18 +127,17 @@ def test_ctrl_c_during_the_compile_stops_the_agent_cleanly(world, tmp_path):
     slower backend."""
     _, path = world.build()
     before = path.read_bytes()
-    slow = tmp_path / "slow-c++"
-    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow, started = tmp_path / "slow-c++", tmp_path / "compiler-started"
+    slow.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 60\n")
     slow.chmod(0o755)
     world.env = {**world.env, "HERA_CACHE_DIR": str(tmp_path / "cache"), "CXX": str(slow)}
     proc = subprocess.Popen([sys.executable, "-m", "hera", "up", path.name, "--steps", "10"],
                             cwd=world.workdir, env=world.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "cache" / "compiled").glob("*.lock")):
+    while not started.exists():  # the compiler is running
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
-    time.sleep(0.5)  # the compiler is running
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, out + err
