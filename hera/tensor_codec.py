@@ -186,6 +186,13 @@ def _pieces(name: str, entry: dict[str, Any]) -> Iterator[bytes]:
                         raise _size_error(name, entry, held)
                     if out:
                         yield out
+                    if inflate.eof:
+                        # zlib keeps input after the end as an unconsumed
+                        # tail when output was bounded: asking again would
+                        # never empty it.
+                        if packed or inflate.unused_data:
+                            raise zlib.error("data after the end of the compressed stream")
+                        break
                     # A full piece out may leave output pending even when
                     # all the input went in: ask again until less comes.
                     if not packed and len(out) < _OUT_PIECE:

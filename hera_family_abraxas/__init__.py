@@ -4,7 +4,8 @@ A 2-D grid of columns, each with ``depth`` layers of leaky integrate-and-fire
 neurons; spikes travel with conduction delays (spikes in flight are state),
 compete inside each layer of a column (winner-take-all), and drive always-on
 spike-timing dependent plasticity with homeostatic thresholds. Instances are
-built with zero weights and learn from their input.
+built with zero weights (input weights at the layout's ``initial_weight``)
+and learn from their input.
 
 This module only holds the hook implementations; it imports torch inside the
 hooks that need it, so ``hera families`` and ``hera layouts`` stay fast.

@@ -106,7 +106,10 @@ def compiler() -> list[str]:
     :raises RuntimeError: where there is none.
     """
     if os.environ.get("CXX", "").strip():
-        return shlex.split(os.environ["CXX"])
+        try:
+            return shlex.split(os.environ["CXX"])
+        except ValueError as error:
+            raise RuntimeError(f"CXX is not a command line ({error})") from None
     for name in ("c++", "g++", "clang++"):
         found = shutil.which(name)
         if found:
@@ -131,7 +134,11 @@ def build(path: Path | None = None) -> Path:
                                   override="HERA_CACHE_DIR")
     except HeraError as error:
         raise RuntimeError(error.message) from None
-    lock_fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        lock_fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                          0o600)
+    except OSError as error:
+        raise RuntimeError(f"cannot lock {path.with_suffix('.lock')}: {error.strerror}") from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         if path.exists():

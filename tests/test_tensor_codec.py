@@ -406,6 +406,32 @@ def test_a_zlib_bomb_is_refused_without_inflating_it(bomb, reader):
     assert _peak(read) < 3 << 20
 
 
+@pytest.mark.parametrize("reader", [check_entry, tensor_codec.decode_bytes],
+                         ids=["check_entry", "decode_bytes"])
+def test_data_after_a_stream_that_ends_on_a_full_piece_is_refused_at_once(monkeypatch, reader):
+    """A stream whose last output fills a bounded piece, then one byte more:
+    zlib keeps that byte as an unconsumed tail after the end, and asking it
+    again never emptied it (a reader that spun for ever)."""
+    import signal
+
+    monkeypatch.setattr(tensor_codec, "_TEXT_PIECE", 12)
+    monkeypatch.setattr(tensor_codec, "_OUT_PIECE", 28)
+    entry = _with_valid_checksum({"dtype": "uint8", "shape": [2553], "encoding": "zlib+base64",
+                                  "sha256": "", "data": "eNrtwQEBAAAAgiD/r25IQAEAcGEJ+QABWw=="})
+
+    def spun(*_):
+        raise AssertionError("the reader did not stop")
+
+    previous = signal.signal(signal.SIGALRM, spun)
+    signal.alarm(10)
+    try:
+        with pytest.raises(InstanceFileError, match="data after the end"):
+            reader("t", entry)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_inflating_a_large_tensor_is_linear_and_bounded(monkeypatch):
     """The compressed input goes to zlib in bounded pieces (never the whole
     rest of it again and again), and each piece gives bounded output."""
