@@ -72,6 +72,7 @@ def _cuda_devices() -> list[Device]:
         import torch
 
         if torch.cuda.is_available():
+            triton_here = missing_triton("cuda") is None
             for index in range(torch.cuda.device_count()):
                 props = torch.cuda.get_device_properties(index)
                 found[index] = Device(
@@ -80,8 +81,8 @@ def _cuda_devices() -> list[Device]:
                     name=props.name,
                     memory=props.total_memory,
                     usable=True,
-                    backend="torch" if missing_triton("cuda") else "triton",
-                    note=f"no triton: {TRITON_INSTALL}" if missing_triton("cuda") else "",
+                    backend="triton" if triton_here else "torch",
+                    note="" if triton_here else f"no triton: {TRITON_INSTALL}",
                     details={"capability": f"{props.major}.{props.minor}",
                              "multiprocessors": props.multi_processor_count},
                 )
