@@ -12,7 +12,7 @@ eager (compiling them recompiles per count or breaks the graph). It also
 says whether the compiled ops gave the same bits as eager torch after the
 timed steps.
 
-    python benchmarks/compile.py [--layouts example,small,coba] [--steps N]
+    python benchmarks/compile.py [--layouts example,small,medium] [--steps N]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def timed(sheet: model.Sheet, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layouts", default="example,small,coba")
+    parser.add_argument("--layouts", default="example,small,medium")
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -1,15 +1,15 @@
 """Does a learning sheet settle? The firing rate and the cost of steps over
-100k plastic steps of a layout as built (default ``coba``).
+100k plastic steps of a layout as built (default ``medium``).
 
 An agent of the layout, no override unless ``--set`` gives one, runs with
 plasticity on from zero weights, on its idle input. Every window of 10k
 steps prints the rate of the output area (spikes per neuron per step; in
-``coba``, one layer, that is every neuron), the wall time of the window
+``medium``, one layer, that is every neuron), the wall time of the window
 and the mean weights. The rate of the last window is compared
 with the layout's ``target_rate`` (the homeostasis's target), and the cost
 of the last window with that of the first.
 
-    python benchmarks/learned_rate.py [--layout coba] [--steps 100000] [--window 10000]
+    python benchmarks/learned_rate.py [--layout medium] [--steps 100000] [--window 10000]
         [--seed 1] [--set NAME=VALUE ...]
 
 Its last line: ``learned regime: rate R (target T), cost ratio X``.
@@ -28,7 +28,7 @@ from hera_family_abraxas import layouts, model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layout", default="coba")
+    parser.add_argument("--layout", default="medium")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)

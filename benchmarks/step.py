@@ -10,7 +10,7 @@ synapses, per second), and the bytes a step must move at that rate
 (``bytes_per_step``) as GB/s and as a share of the device's copy bandwidth,
 measured in the same process (``copy_bandwidth``).
 
-    python benchmarks/step.py [--layouts example,small,coba] [--steps N]
+    python benchmarks/step.py [--layouts example,small,medium] [--steps N]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def measure(name: str, device: str, backend: str, noise: float, steps: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layouts", default="example,small,coba")
+    parser.add_argument("--layouts", default="example,small,medium")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--noise", default="0.1,0.35,1.0")
     args = parser.parse_args()

@@ -18,9 +18,9 @@ from typing import Any
 from hera.hooks import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
 
 NAME = "abraxas"
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 #: Version of the tensor layout inside instance files (see docs/abraxas.md).
-DATA_FORMAT = 4
+DATA_FORMAT = 5
 
 
 @hookimpl
@@ -51,9 +51,14 @@ def hera_layouts(family: str) -> list[LayoutInfo] | None:
 def hera_build(family: str, layout: str, overrides: dict[str, Any], seed: int):
     if family != NAME:
         return None
+    import sys
+
     from hera.hooks import Built
     from hera_family_abraxas import layouts, model
 
+    if layout in layouts.RENAMED:
+        print(f"abraxas: layout {layout!r} is now called {layouts.RENAMED[layout]!r} "
+              "(same geometry)", file=sys.stderr)
     definition = layouts.definition_for(layout, overrides)
     return Built(definition=definition, tensors=model.built_parameters(definition))
 

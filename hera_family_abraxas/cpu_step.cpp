@@ -21,7 +21,8 @@ namespace {
 
 struct Params {
   int64_t inputs, neurons, first, slots, incoming, cells, output_start, length;
-  float decay_m, threshold, theta_plus, decay_theta, theta_minus, decay_trace, noise;
+  float decay_m, threshold, theta_plus, decay_theta, theta_minus, theta_floor, decay_trace,
+      decay_post, noise;
   int32_t refractory_steps;
   float a_plus, a_minus, w_max, scale, inv_scale;
   double budget;
@@ -126,7 +127,7 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
 //        given u8[I] (input spikes given for the first step: cleared after it)
 // synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
 //           incoming_weight i32[N, I+K] (i64 when `wide`), incoming_source i32[N, I+K]
-// values: 12 doubles, sizes: 10 integers (see cpu_backend.py).
+// values: 14 doubles, sizes: 10 integers (see cpu_backend.py).
 // `raster` (u8[steps, I], or null) gives input spikes for each step, added to
 // those the input rates draw, as `given` does for the first step.
 // `seed` is the agent's (its low 64 bits are used). Returns the new step counter.
@@ -146,6 +147,8 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
   p.w_max = static_cast<float>(values[8]); p.budget = values[9];
   p.scale = static_cast<float>(values[10]); p.inv_scale = static_cast<float>(1.0 / values[10]);
   p.theta_minus = static_cast<float>(values[11]);
+  p.decay_post = static_cast<float>(values[12]);
+  p.theta_floor = static_cast<float>(values[13]);
 
   float* membrane = static_cast<float*>(state[0]);
   int32_t* refractory = static_cast<int32_t*>(state[1]);
@@ -216,7 +219,7 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
       refractory[j] = fire ? p.refractory_steps : (r < 0 ? 0 : r);
       // torch's clamp(min=0): a difference of equals is +0, never -0
       const float theta = thresholds[j] * p.decay_theta + p.theta_plus * spikes[j] - p.theta_minus;
-      thresholds[j] = theta < 0.0f ? 0.0f : theta;
+      thresholds[j] = theta < p.theta_floor ? p.theta_floor : theta;
     }
 
     // potentiate_incoming, with synaptic scaling in fixed point; a rate of
@@ -269,7 +272,7 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
     for (int64_t i = 0; i < I; ++i) pre_trace[i] = pre_trace[i] * p.decay_trace + input_spikes[i];
     for (int64_t j = 0; j < N; ++j) {
       pre_trace[I + j] = pre_trace[I + j] * p.decay_trace + spikes[j];
-      post_trace[j] = post_trace[j] * p.decay_trace + spikes[j];
+      post_trace[j] = post_trace[j] * p.decay_post + spikes[j];
     }
     for (int64_t j = p.output_start; j < N; ++j)
       output_counts[j - p.output_start] += static_cast<int64_t>(spikes[j]);

@@ -157,6 +157,7 @@ class Sheet:
         self.current = torch.zeros(self.neurons, device=dev)
         self.decay_m = math.exp(-1.0 / d["tau_membrane"])
         self.decay_trace = math.exp(-1.0 / d["tau_trace"])
+        self.decay_post = math.exp(-1.0 / (d["tau_depression"] or d["tau_trace"]))
         self.decay_theta = math.exp(-1.0 / d["tau_theta"])
 
         # Random numbers are a function of (seed, step, stream, element): no
@@ -258,10 +259,11 @@ class Sheet:
                  self.input_spikes]
         synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
                     self.incoming_source]
-        theta_plus, decay_theta, theta_minus = self._theta()
+        theta_plus, decay_theta, theta_minus, theta_floor = self._theta()
         values = [self.decay_m, float(d["threshold"]), theta_plus, decay_theta,
                   self.decay_trace, float(d["noise"]), *self._rates(),
-                  float(d["w_max"]), float(d["w_budget"]), SCALE, theta_minus]
+                  float(d["w_max"]), float(d["w_budget"]), SCALE, theta_minus, self.decay_post,
+                  theta_floor]
         sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
                  layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
                  self.output_start, self.axon + 1, d["refractory"],
@@ -288,11 +290,11 @@ class Sheet:
 
         # Leaky integrate-and-fire with winner-take-all: in each layer of each
         # column at most the neuron furthest over its threshold fires.
-        theta_plus, decay_theta, theta_minus = self._theta()
+        theta_plus, decay_theta, theta_minus, theta_floor = self._theta()
         spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
                                     noise, self.decay_m, float(d["threshold"]), d["refractory"],
                                     theta_plus, decay_theta, d["cells"], None,
-                                    theta_minus=theta_minus)
+                                    theta_minus=theta_minus, theta_floor=theta_floor)
         fired, fired_inputs = self._spiking(spikes, input_spikes)
 
         # Plasticity on events, with the traces of the steps before this one:
@@ -321,7 +323,7 @@ class Sheet:
 
         self._decay_accumulate(self.pre_trace[:self.inputs], self.decay_trace, input_spikes)
         self._decay_accumulate(self.pre_trace[self.inputs:], self.decay_trace, spikes)
-        self._decay_accumulate(self.post_trace, self.decay_trace, spikes)
+        self._decay_accumulate(self.post_trace, self.decay_post, spikes)
         self.output_counts += spikes[self.output_start:].long()
         self.t = t + 1
 
@@ -359,17 +361,22 @@ class Sheet:
             return 0.0, 0.0
         return float(d["a_plus"]) * self.modulator, float(d["a_minus"]) * self.modulator
 
-    def _theta(self) -> tuple[float, float, float]:
-        """``(theta_plus, decay_theta, theta_minus)`` of the adaptive
-        thresholds: each step ``θ = max(θ * decay + theta_plus * spike -
-        theta_minus, 0)``, where ``theta_minus = theta_plus * target_rate``
-        draws each neuron's rate toward the target. While frozen ``(0, 1,
-        0)``, which leaves every threshold's bits as they are."""
-        if self.frozen:
-            return 0.0, 1.0, 0.0
+    def _theta(self) -> tuple[float, float, float, float]:
+        """``(theta_plus, decay_theta, theta_minus, theta_floor)`` of the
+        adaptive thresholds: each step ``θ = max(θ * decay + theta_plus *
+        spike - theta_minus, theta_floor)``, where ``theta_minus =
+        theta_plus * target_rate`` draws each neuron's rate toward the
+        target and ``theta_floor = min_threshold - threshold`` lets a neuron
+        that fires too little lower its threshold down to ``min_threshold``
+        (θ starts at 0 and only a target rate takes it below). While frozen
+        ``(0, 1, 0, theta_floor)``, which leaves every threshold's bits as
+        they are."""
         d = self.definition
+        theta_floor = float(d["min_threshold"]) - float(d["threshold"])
+        if self.frozen:
+            return 0.0, 1.0, 0.0, theta_floor
         theta_plus = float(d["theta_plus"])
-        return theta_plus, self.decay_theta, theta_plus * float(d["target_rate"])
+        return theta_plus, self.decay_theta, theta_plus * float(d["target_rate"]), theta_floor
 
     # -- input and output ----------------------------------------------------
 

@@ -9,8 +9,13 @@ agent's random draws are not those its old generator would have made; what
 it learned is untouched. Format 3 (abraxas 0.3) lacks three things that
 format 4 keeps: the input spikes given for the next step (none), whether
 adaptation is frozen (it is not), the thresholds' target rate (0: no
-target, the rule of format 3) and the input weights it was built with (0). Format 1 (dense weights, abraxas 0.1)
-cannot be read.
+target, the rule of format 3) and the input weights it was built with (0).
+Format 4 (abraxas 0.4) lacks two parameters of format 5: the decay of the
+post traces (``tau_depression`` 0: that of the pre traces, as format 4 had
+it) and the lowest threshold a target rate may reach (``min_threshold`` =
+``threshold``: thresholds never fell below it in format 4). Every format
+from 2 on continues with the dynamics it had. Format 1 (dense weights,
+abraxas 0.1) cannot be read.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from hera.hooks.types import DynamicState, Snapshot
 from hera_family_abraxas import layouts
 
 #: The older data formats ``upgrade`` reads.
-READS = (2, 3)
+READS = (2, 3, 4)
 
 
 def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any],
@@ -32,10 +37,12 @@ def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any
     """
     if data_format not in READS:
         raise ValueError(f"abraxas cannot read data format {data_format}")
-    definition = {**definition, "target_rate": 0.0, "initial_weight": 0.0}
+    definition = {**definition, "tau_depression": 0.0, "min_threshold": definition.get("threshold")}
+    if data_format < 4:
+        definition.update(target_rate=0.0, initial_weight=0.0)
     layouts.check_definition(definition)
-    if state is None:
-        return Snapshot(definition, dict(tensors), None)
+    if state is None or data_format == 4:
+        return Snapshot(definition, dict(tensors), state)
     import torch
 
     kept = {name: tensor for name, tensor in state.tensors.items() if name != "rng"}

@@ -269,29 +269,45 @@ def test_taking_spiking_rows_in_batches_changes_no_bit(monkeypatch):
     _assert_same(whole, split)
 
 
-def test_the_benchmark_sized_layouts_have_the_sizes_they_claim():
-    """microcircuit: ~77k neurons and ~0.3e9 synapses; large: 40-80 GB on a
-    GPU; coba: 4,000 neurons and ~0.3M synapses (Vogels-Abbott)."""
-    micro = layouts.definition_for("microcircuit", {})
-    assert 70_000 <= layouts.neuron_count(micro) <= 85_000
-    assert 0.25e9 <= layouts.synapse_count(micro) <= 0.4e9
+def test_the_sized_layouts_have_the_sizes_they_claim():
+    """big: ~77k neurons and ~0.3e9 synapses; large: 40-80 GB on a GPU;
+    medium: 4,000 neurons and ~0.3M synapses."""
+    big = layouts.definition_for("big", {})
+    assert 70_000 <= layouts.neuron_count(big) <= 85_000
+    assert 0.25e9 <= layouts.synapse_count(big) <= 0.4e9
     large = layouts.definition_for("large", {})
     assert 40e9 <= sum(layouts.memory_by_class(large, "triton").values()) <= 80e9
-    coba = layouts.definition_for("coba", {})
-    assert layouts.neuron_count(coba) == 4000
-    assert 0.25e6 <= layouts.synapse_count(coba) <= 0.4e6
+    medium = layouts.definition_for("medium", {})
+    assert layouts.neuron_count(medium) == 4000
+    assert 0.25e6 <= layouts.synapse_count(medium) <= 0.4e6
+
+
+def test_the_former_layout_names_build_the_same_sheets_and_say_so(world):
+    """`coba` and `microcircuit` named models abraxas does not implement;
+    they still build, as `medium` and `big`, with one line saying so."""
+    for old, new in layouts.RENAMED.items():
+        assert layouts.definition_for(old, {"axon": 2}) == layouts.definition_for(new, {"axon": 2})
+    listed = world.run("layouts").stdout
+    assert "abraxas/medium" in listed and "abraxas/big" in listed
+    assert "coba" not in listed and "microcircuit" not in listed
+    built = world.run("--layout", "coba", "build", "--set", "width=2", "--set", "height=2")
+    assert built.returncode == 0, built.stderr
+    assert "layout 'coba' is now called 'medium'" in built.stderr
 
 
 @settings(max_examples=12, deadline=None)
 @given(geometries, st.integers(1, 80), st.integers(0, 80), st.sampled_from([0.0, 0.3, 4.0]),
        st.integers(0, 2**31), st.sampled_from([{}, {"a_minus": 0.0}, {"a_plus": 0.0},
-                                               {"target_rate": 0.05}]))
+                                               {"target_rate": 0.05},
+                                               {"target_rate": 0.05, "min_threshold": 0.3,
+                                                "tau_depression": 35.0}]))
 def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overrides, a, b,
                                                              budget, seed, rates):
     """The cpp backend (one compiled loop per chunk) against the torch
     backend (the kernels' references), learning and scaling included, over
-    chunk boundaries, with either rate at 0 (its events skipped), and with
-    thresholds drawn to a target rate."""
+    chunk boundaries, with either rate at 0 (its events skipped), with
+    thresholds drawn to a target rate, below 0 down to a floor, and a
+    depression window of its own."""
     d = layouts.definition_for("example", {**overrides, "noise": 1.5, "w_budget": budget,
                                            **rates})
     sheets = []

@@ -157,10 +157,11 @@ def test_a_raster_of_another_shape_is_refused():
 
 
 def test_the_triton_backend_freezes_and_takes_spikes_with_the_same_bits():
-    """Frozen steps, a spikes line, a raster and a target rate on the
-    Triton kernels (interpreted on the CPU) against the torch backend."""
+    """Frozen steps, a spikes line, a raster, a target rate with a
+    threshold floor and a depression window of its own on the Triton kernels (interpreted on the CPU) against the torch backend."""
     assert triton_matches_torch(
-        "layouts.definition_for('example', {'noise': 1.0, 'inputs': 5, 'target_rate': 0.05})",
+        "layouts.definition_for('example', {'noise': 1.0, 'inputs': 5, 'target_rate': 0.05,"
+        " 'min_threshold': 0.4, 'tau_depression': 30.0})",
         "raster = torch.rand(12, 5, generator=torch.Generator().manual_seed(1)) < 0.3\n"
         "s.run(12, spikes=raster)\n"
         "s.set_frozen(True)\n"
@@ -211,6 +212,50 @@ def test_homeostasis_holds_a_driven_sheet_near_its_target_rate(target):
     rate = sum(sheet.take_output()) / (5_000 * layouts.output_size(d))
     assert target / 1.5 <= rate <= target * 1.5, rate
     assert (sheet.thresholds >= 0).all()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_silent_neuron_lowers_its_threshold_to_min_threshold_and_no_further(backend):
+    """Under a target rate, input too weak to reach the threshold lets θ_j
+    fall below 0 until the neurons fire; with no input at all it stops
+    exactly at min_threshold. A floor at the threshold keeps the old rule:
+    θ_j never below 0, and the weak input never fires a neuron."""
+    def sheet_for(floor: float, drive: float) -> Sheet:
+        d = _quiet(depth=1, target_rate=0.05, theta_plus=0.05, tau_theta=1e9,
+                   min_threshold=floor)
+        sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=4, backend=backend)
+        sheet.input_weights.fill_(drive)   # a steady membrane near 0.5: below 1, above 0.3
+        sheet.set_modulator(0.0)           # weights stay; thresholds adapt
+        sheet.set_input([1.0] * d["inputs"])
+        sheet.run(3_000)
+        return sheet
+
+    floor = torch.tensor(0.3 - 1.0)
+    starved = sheet_for(0.3, 0.0)
+    assert sum(starved.take_output()) == 0
+    assert torch.equal(starved.thresholds, floor.expand_as(starved.thresholds))
+    weak = sheet_for(0.3, 0.003)
+    assert sum(weak.take_output()) > 0
+    assert (weak.thresholds >= floor).all() and (weak.thresholds < 0).all()
+    for drive in (0.0, 0.003):
+        old = sheet_for(1.0, drive)
+        assert sum(old.take_output()) == 0 and not old.thresholds.any()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_the_neuron_traces_decay_with_tau_depression(backend):
+    """Neuron traces decay by exp(-1/tau_depression) a step, source traces
+    by exp(-1/tau_trace); tau_depression 0 means tau_trace for both."""
+    import math
+
+    for tau_depression, expected in [(40.0, 40.0), (0.0, 10.0)]:
+        d = _quiet(tau_trace=10.0, tau_depression=tau_depression)
+        sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=5, backend=backend)
+        sheet.pre_trace.fill_(1.0)
+        sheet.post_trace.fill_(1.0)
+        sheet.run(5)
+        for trace, tau in [(sheet.post_trace, expected), (sheet.pre_trace, 10.0)]:
+            assert torch.allclose(trace, torch.full_like(trace, math.exp(-5 / tau)), rtol=1e-5)
 
 
 def test_a_layout_builds_its_input_weights_at_initial_weight():

@@ -1,7 +1,10 @@
 """abraxas reads its data formats 2 (a torch.Generator's state for its
-random numbers) and 3 (no given input spikes, no freezing) and continues
-from them exactly as from format 4: the upgrade drops the generator state,
-which format 3 no longer needed, and adds no given spikes and no freezing."""
+random numbers), 3 (no given input spikes, no freezing) and 4 (no
+``tau_depression`` or ``min_threshold``) and continues from them exactly as
+from format 5: the upgrade drops the generator state, which format 3 no
+longer needed, adds no given spikes and no freezing, and keeps the rules
+the older format had (post traces with the pre traces' decay, thresholds
+that never fall below ``threshold``)."""
 
 from __future__ import annotations
 
@@ -16,10 +19,17 @@ from hera_family_abraxas import DATA_FORMAT, layouts, model
 from hera_family_abraxas.upgrade import upgrade
 from tests.conftest import make_world
 
+#: Parameters each older format lacks.
+ADDED = {2: ("tau_depression", "min_threshold"), 3: ("tau_depression", "min_threshold"),
+         4: ("tau_depression", "min_threshold")}
+
 
 def _as_format(data_format: int, state: DynamicState) -> DynamicState:
-    """What abraxas 0.2 or 0.3 saved of the same state: no given spikes and
-    no freezing; 0.2 kept its generator's state beside it."""
+    """What abraxas 0.2, 0.3 or 0.4 saved of the same state: 0.2 and 0.3
+    had no given spikes and no freezing; 0.2 kept its generator's state
+    beside it."""
+    if data_format == 4:
+        return state
     tensors = {k: v for k, v in state.tensors.items() if k != "input_spikes"}
     values = {k: v for k, v in state.values.items() if k != "frozen"}
     if data_format == 2:
@@ -28,16 +38,29 @@ def _as_format(data_format: int, state: DynamicState) -> DynamicState:
     return DynamicState(tensors, values)
 
 
-@pytest.mark.parametrize("data_format", [2, 3])
+def _older_definition(data_format: int, definition: dict) -> dict:
+    return {k: v for k, v in definition.items() if k not in ADDED[data_format]}
+
+
+def _continuing(data_format: int) -> dict:
+    """A definition an older format can express: the format-4 one has a
+    target rate, whose thresholds format 4 held at or above ``threshold``."""
+    extra = {"target_rate": 0.05, "theta_plus": 0.5} if data_format == 4 else {}
+    d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.2, **extra})
+    return {**d, "tau_depression": 0.0, "min_threshold": d["threshold"]}
+
+
+@pytest.mark.parametrize("data_format", [2, 3, 4])
 def test_an_older_state_continues_as_the_current_format_does(data_format):
-    d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.2})
+    d = _continuing(data_format)
     sheet = model.Sheet(d, model.zero_parameters(d), None, "cpu", seed=9, backend="torch")
     sheet.run(20)
     snap = sheet.snapshot()
     sheet.run(20)
     end = sheet.snapshot()
 
-    old = upgrade(data_format, snap.definition, snap.tensors, _as_format(data_format, snap.state))
+    old = upgrade(data_format, _older_definition(data_format, snap.definition), snap.tensors,
+                  _as_format(data_format, snap.state))
     assert old.definition == snap.definition and set(old.state.tensors) == set(model.STATE)
     assert old.state.values == snap.state.values
     resumed = model.Sheet(old.definition, old.tensors, old.state, "cpu", seed=9, backend="torch")
@@ -48,13 +71,18 @@ def test_an_older_state_continues_as_the_current_format_does(data_format):
     for name in model.STATE:
         assert torch.equal(again.state.tensors[name], end.state.tensors[name]), name
     assert end.tensors["weights"].any()
+    if data_format == 4:  # the target rate pulled thresholds down to the old floor
+        assert (end.tensors["thresholds"] == 0).any()
 
 
-@pytest.mark.parametrize("data_format", [2, 3])
+@pytest.mark.parametrize("data_format", [2, 3, 4])
 def test_an_older_built_file_needs_nothing_but_its_format(data_format):
     d = layouts.definition_for("example", {})
-    built = upgrade(data_format, d, model.zero_parameters(d), None)
+    built = upgrade(data_format, _older_definition(data_format, d), model.zero_parameters(d),
+                    None)
     assert built.state is None and set(built.tensors) == set(model.LEARNED)
+    assert built.definition["min_threshold"] == d["threshold"]
+    assert built.definition["tau_depression"] == 0.0
 
 
 def test_format_1_is_not_read():
@@ -63,13 +91,13 @@ def test_format_1_is_not_read():
         upgrade(1, d, model.zero_parameters(d), None)
 
 
-@pytest.mark.parametrize("data_format", [2, 3])
+@pytest.mark.parametrize("data_format", [2, 3, 4])
 def test_up_upgrades_an_installed_older_agent_and_keeps_the_original(world, tmp_path,
                                                                       data_format):
-    """Through the real command: an agent that abraxas 0.2 or 0.3 saved runs
-    on under the current format exactly as the same agent saved in it does,
-    and the older file stays beside it."""
-    agent_id, path = world.build()
+    """Through the real command: an agent that abraxas 0.2, 0.3 or 0.4
+    saved runs on under the current format exactly as the same agent saved
+    in it does, and the older file stays beside it."""
+    agent_id, path = world.build("--set", f"min_threshold={layouts.DEFAULTS['threshold']}")
     world.run("up", path.name, "--steps", "60", "--silent")
     stored = world.agents_dir / f"{agent_id}.json"
     control = make_world(tmp_path / "control")
@@ -80,6 +108,7 @@ def test_up_upgrades_an_installed_older_agent_and_keeps_the_original(world, tmp_
     instance.meta["family"] = {"name": "abraxas", "version": f"0.{data_format}.0",
                                "data_format": data_format}
     instance.set_tensors(instance.tensors(), _as_format(data_format, instance.state()))
+    instance.definition = _older_definition(data_format, instance.definition)
     instance.write(stored)
     original = stored.read_bytes()
 
@@ -106,5 +135,5 @@ def test_a_format_1_agent_is_refused_with_the_formats_read(world):
     proc = world.run("up", path.name, "--steps", "5", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert "data format 1" in line and f"reads formats 2, 3 and {DATA_FORMAT}" in line, line
+    assert "data format 1" in line and f"reads formats 2, 3, 4 and {DATA_FORMAT}" in line, line
     assert (world.workdir / path.name).read_bytes() == before

@@ -396,15 +396,18 @@ LIF_CONSTANTS = {"decay": math.exp(-1 / 20), "refractory_steps": 2, "theta_plus"
                  "theta_decay": math.exp(-1 / 1000)}
 
 
-@pytest.mark.parametrize("theta_minus", [0.0, 0.03], ids=["no-target", "target-rate"])
+@pytest.mark.parametrize("theta_minus, theta_floor", [(0.0, 0.0), (0.03, 0.0), (0.03, -0.0123)],
+                         ids=["no-target", "target-rate", "target-rate-floor"])
 @pytest.mark.parametrize("case", LIF_CASES, ids=[c.id for c in LIF_CASES])
-def test_lif_wta_step_matches_reference(triton_device, case, theta_minus):
-    """theta_minus 0.03 takes some thresholds below 0 before the clamp."""
+def test_lif_wta_step_matches_reference(triton_device, case, theta_minus, theta_floor):
+    """theta_minus 0.03 takes some thresholds below 0 before the clamp, and
+    some below a floor under 0 where there is one."""
     def run(backend, t):
         return lif_wta_step(t["membrane"], t["refractory"], t["threshold_adapt"], t["current"],
                             t["noise"], threshold=t["threshold"],
                             group_size=case.params["group_size"], out=t["out"],
-                            theta_minus=theta_minus, backend=backend, **LIF_CONSTANTS)
+                            theta_minus=theta_minus, theta_floor=theta_floor, backend=backend,
+                            **LIF_CONSTANTS)
     _parity("lif_wta_step", case, triton_device, run)
 
 
@@ -636,7 +639,7 @@ from hera.kernels.stdp import triton_kernel as sk
 LIF = dict(membrane_ptr="*fp32", refractory_ptr="*i32", threshold_adapt_ptr="*fp32",
            current_ptr="*fp32", noise_ptr="*fp32", spikes_ptr="*fp32", decay="fp32",
            threshold="fp32", refractory_steps="i32", theta_plus="fp32", theta_decay="fp32",
-           theta_minus="fp32", group_size="i32", groups="i32", BLOCK_GROUPS="constexpr", BLOCK_CELLS="constexpr")
+           theta_minus="fp32", theta_floor="fp32", group_size="i32", groups="i32", BLOCK_GROUPS="constexpr", BLOCK_CELLS="constexpr")
 DELIVER = dict(ring_ptr="*i32", sources_ptr="*i64", targets_ptr="*i32", weights_ptr="*fp32",
                delays_ptr="*i32", t_slot="i32", length="i32", neurons="i32", k_slots="i32",
                scale="fp32", DELAYS_PER_ROW="constexpr", BLOCK_K="constexpr")
@@ -829,6 +832,8 @@ def test_lif_wta_step_refuses_bad_arguments():
         lif_wta_step(*state[:4], torch.zeros(5), group_size=3, **constants)
     with pytest.raises(ValueError, match="refractory_steps must be an int32"):
         lif_wta_step(*state, group_size=3, **dict(constants, refractory_steps=-1))
+    with pytest.raises(ValueError, match="theta_floor must be <= 0"):
+        lif_wta_step(*state, group_size=3, theta_floor=0.5, **constants)
 
 
 def _plastic_arguments() -> tuple[list[Any], list[Any]]:
@@ -952,9 +957,11 @@ def test_taken_current_is_the_float64_sum_within_a_quantum_per_event(table):
 
 
 @given(st.integers(1, 8), st.integers(1, 8), st.integers(0, 2**31),
-       st.sampled_from([-1.0, 0.0, 0.5, 3.0]), st.sampled_from([0.0, 0.0625, 0.125]))
+       st.sampled_from([-1.0, 0.0, 0.5, 3.0]), st.sampled_from([0.0, 0.0625, 0.125]),
+       st.sampled_from([0.0, -0.0625, -1.0]))
 def test_at_most_the_first_largest_candidate_of_a_group_fires(group_size, groups, seed,
-                                                              threshold, theta_minus):
+                                                              threshold, theta_minus,
+                                                              theta_floor):
     n = group_size * groups
     g = _gen(seed)
     membrane = (torch.randint(-4, 5, (n,), generator=g) / 4).float()  # coarse: ties happen
@@ -965,7 +972,8 @@ def test_at_most_the_first_largest_candidate_of_a_group_fires(group_size, groups
     before = (membrane.clone(), refractory.clone(), theta.clone())
     spikes = lif_wta_step(membrane, refractory, theta, current, noise, decay=0.5,
                           threshold=threshold, refractory_steps=3, theta_plus=0.25,
-                          theta_decay=0.5, group_size=group_size, theta_minus=theta_minus)
+                          theta_decay=0.5, group_size=group_size, theta_minus=theta_minus,
+                          theta_floor=theta_floor)
     v = torch.where(before[1] > 0, 0.0, before[0] * 0.5 + current)
     margin = (v - (threshold + before[2])).view(groups, group_size).tolist()
     fired = spikes.view(groups, group_size).tolist()
@@ -979,8 +987,9 @@ def test_at_most_the_first_largest_candidate_of_a_group_fires(group_size, groups
     assert torch.equal(refractory, torch.where(spikes > 0, 3, (before[1] - 1).clamp(min=0))
                        .to(torch.int32))
     assert torch.equal(membrane, torch.where(spikes > 0, 0.0, v))
-    assert torch.equal(theta, (before[2] * 0.5 + 0.25 * spikes - theta_minus).clamp(min=0))
-    assert (theta >= 0).all()
+    assert torch.equal(theta, (before[2] * 0.5 + 0.25 * spikes - theta_minus)
+                       .clamp(min=theta_floor))
+    assert (theta >= theta_floor).all()
 
 
 def test_ties_go_to_the_lowest_index():

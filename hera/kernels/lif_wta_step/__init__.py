@@ -15,7 +15,8 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
                  threshold_adapt: torch.Tensor, current: torch.Tensor, noise: torch.Tensor,
                  decay: float, threshold: float, refractory_steps: int, theta_plus: float,
                  theta_decay: float, group_size: int, *, out: torch.Tensor | None = None,
-                 theta_minus: float = 0.0, backend: str = "torch") -> torch.Tensor:
+                 theta_minus: float = 0.0, theta_floor: float = 0.0,
+                 backend: str = "torch") -> torch.Tensor:
     """Advance ``N`` neurons one step, in place, and return who fired.
 
     In float32, each operation rounded on its own (no fused multiply-add)::
@@ -31,7 +32,7 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
         fired:      membrane = 0,  refractory = refractory_steps
         not fired:  membrane = v,  refractory = max(refractory - 1, 0)
         threshold_adapt = max(threshold_adapt * theta_decay + theta_plus * spike
-                              - theta_minus, 0)
+                              - theta_minus, theta_floor)
 
     A resting neuron's ``v`` is 0, so it can only win where
     ``threshold + threshold_adapt <= 0``.
@@ -52,6 +53,9 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
     :param theta_minus: fall per step of the threshold rise, used as float32
         (``theta_plus`` times a target rate holds each neuron's rate near
         it; 0 leaves the rule as it was, bit for bit).
+    :param theta_floor: the lowest the threshold rise may fall, used as
+        float32, ``<= 0``: below 0 a neuron that fires less than its target
+        rate lowers its threshold below ``threshold``.
     :param group_size: neurons per winner-take-all group, ``>= 1``; ``N``
         must be a multiple of it (1 makes every neuron its own group: no
         competition).
@@ -78,9 +82,11 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
                          f"not {group_size!r}")
     if int(refractory_steps) != refractory_steps or not 0 <= refractory_steps < 2**31:
         raise ValueError(f"refractory_steps must be an int32 >= 0, not {refractory_steps!r}")
+    if not float(theta_floor) <= 0:
+        raise ValueError(f"theta_floor must be <= 0, not {theta_floor!r}")
     args = (membrane, refractory, threshold_adapt, current, noise, float(decay),
             float(threshold), int(refractory_steps), float(theta_plus), float(theta_decay),
-            int(group_size), out, float(theta_minus))
+            int(group_size), out, float(theta_minus), float(theta_floor))
     if backend == "torch":
         return reference.lif_wta_step(*args)
     from hera.kernels.lif_wta_step import triton_kernel

@@ -9,7 +9,8 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
                  threshold_adapt: torch.Tensor, current: torch.Tensor, noise: torch.Tensor,
                  decay: float, threshold: float, refractory_steps: int, theta_plus: float,
                  theta_decay: float, group_size: int,
-                 out: torch.Tensor | None = None, theta_minus: float = 0.0) -> torch.Tensor:
+                 out: torch.Tensor | None = None, theta_minus: float = 0.0,
+                 theta_floor: float = 0.0) -> torch.Tensor:
     """One step, in place on ``membrane``, ``refractory`` and
     ``threshold_adapt``; returns the spikes (float32 0/1)."""
     v = membrane * decay + current + noise
@@ -32,7 +33,7 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
     refractory.copy_(torch.where(fired, torch.full_like(refractory, refractory_steps),
                                  (refractory - 1).clamp(min=0)))
     threshold_adapt.copy_((threshold_adapt * theta_decay + theta_plus * spikes - theta_minus)
-                          .clamp(min=0))
+                          .clamp(min=theta_floor))
     if out is None:
         return spikes
     return out.copy_(spikes)

@@ -46,6 +46,7 @@ def _lif_wta_step_kernel(
     theta_plus,           # float32, threshold rise per spike
     theta_decay,          # float32, decay of the threshold rise per step
     theta_minus,          # float32, threshold fall per step (toward a target rate)
+    theta_floor,          # float32, the lowest the threshold rise may go (<= 0)
     group_size,           # int, neurons per winner-take-all group
     groups,               # int, N // group_size
     BLOCK_GROUPS: tl.constexpr,  # groups per program (tile rows)
@@ -81,7 +82,7 @@ def _lif_wta_step_kernel(
     tl.store(refractory_ptr + offsets,
              tl.where(fired, refractory_steps, tl.maximum(refractory - 1, 0)), mask=mask)
     theta = theta * theta_decay + theta_plus * spikes - theta_minus
-    tl.store(threshold_adapt_ptr + offsets, tl.maximum(theta, 0.0), mask=mask)
+    tl.store(threshold_adapt_ptr + offsets, tl.maximum(theta, theta_floor), mask=mask)
     tl.store(spikes_ptr + offsets, spikes, mask=mask)
 
 
@@ -89,7 +90,8 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
                  threshold_adapt: torch.Tensor, current: torch.Tensor, noise: torch.Tensor,
                  decay: float, threshold: float, refractory_steps: int, theta_plus: float,
                  theta_decay: float, group_size: int,
-                 out: torch.Tensor | None = None, theta_minus: float = 0.0) -> torch.Tensor:
+                 out: torch.Tensor | None = None, theta_minus: float = 0.0,
+                 theta_floor: float = 0.0) -> torch.Tensor:
     """Launch the step on checked arguments (see the package docstring)."""
     if out is None:
         out = torch.empty_like(membrane)
@@ -102,7 +104,7 @@ def lif_wta_step(membrane: torch.Tensor, refractory: torch.Tensor,
         # as in the reference, so spikes agree bit for bit near threshold.
         _lif_wta_step_kernel[(triton.cdiv(groups, block_groups),)](
             membrane, refractory, threshold_adapt, current, noise, out,
-            decay, threshold, refractory_steps, theta_plus, theta_decay, theta_minus,
+            decay, threshold, refractory_steps, theta_plus, theta_decay, theta_minus, theta_floor,
             group_size, groups,
             BLOCK_GROUPS=block_groups, BLOCK_CELLS=block_cells, num_warps=NUM_WARPS,
             enable_fp_fusion=False)

@@ -1,4 +1,4 @@
-"""Seconds per 10,000 steps of the ``coba`` layout (the size of the
+"""Seconds per 10,000 steps of the ``medium`` layout (the size of the
 Vogels-Abbott COBA benchmark network: 4,000 neurons, ~0.3M synapses), the
 figure Brian2 and GeNN report for that network.
 
@@ -6,7 +6,7 @@ Each point builds a fresh sheet, runs a warm-up, then times 10,000 steps in
 one call, five times, and prints the times, the best, and the firing rate
 over the timed steps.
 
-    python benchmarks/coba.py [--backend cpp|torch] [--noise 0,0.1,0.3] [--frozen]
+    python benchmarks/medium.py [--backend cpp|torch] [--noise 0,0.1,0.3] [--frozen]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
         overrides = {"noise": noise}
         if args.frozen:
             overrides.update(a_plus=0.0, a_minus=0.0)
-        d = layouts.definition_for("coba", overrides)
+        d = layouts.definition_for("medium", overrides)
         sheet = model.Sheet(d, model.zero_parameters(d), None, "cpu", 1, backend=args.backend)
         sheet.run(args.warmup)
         sheet.take_output()
@@ -40,7 +40,7 @@ def main() -> None:
             sheet.run(10_000)
             times.append(time.perf_counter() - began)
         rate = sum(sheet.take_output()) / (10_000 * args.repeat) / layouts.neuron_count(d)
-        print(f"coba {args.backend} noise {noise:.2f}{' frozen' if args.frozen else ''}: "
+        print(f"medium {args.backend} noise {noise:.2f}{' frozen' if args.frozen else ''}: "
               f"10k steps {' '.join(f'{t:.3f}' for t in times)} s (best {min(times):.3f}); "
               f"rate {rate:.4f} spikes/neuron/step")
 
