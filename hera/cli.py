@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "destroy": ("hera.commands.destroy", "remove a downed agent from the cache for good"),
     "signal": ("hera.commands.signal", "send a named signal to a running agent"),
     "agents": ("hera.commands.agents", "list installed agents"),
+    "inspect": ("hera.commands.inspect", "show an agent's metadata, definition and tensors"),
+    "logs": ("hera.commands.logs", "show (and follow) the log of a detached agent"),
     "devices": ("hera.commands.devices", "list the devices on this host"),
     "layouts": ("hera.commands.layouts", "list the layouts of the installed families"),
     "families": ("hera.commands.families", "list the installed families"),

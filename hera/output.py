@@ -27,14 +27,15 @@ def human_count(count: int) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                stream: TextIO | None = None, empty: str = "") -> None:
-    """Print rows under headers, columns aligned; ``empty`` if no rows."""
+                stream: TextIO | None = None, empty: str = "", header: bool = True) -> None:
+    """Print rows under headers (unless ``header`` is false: rows only),
+    columns aligned; ``empty`` if no rows."""
     stream = stream or sys.stdout
     if not rows:
         if empty:
             print(empty, file=stream)
         return
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    cells = ([[str(c) for c in headers]] if header else []) + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=stream)
