@@ -9,14 +9,13 @@ shows the traceback).
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import os
 import sys
 from types import ModuleType
 
 import hera
-from hera.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, HeraError
+from hera.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, HeraError, did_you_mean
 
 #: name → (module, one-line summary), in the order ``--help`` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,11 +48,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if "invalid choice" in message and message.lower().startswith("argument command"):
             wrong = message.split("'")[1] if "'" in message else ""
-            close = difflib.get_close_matches(wrong, COMMANDS, n=1)
-            if close:
-                message = f"unknown command {wrong!r}; did you mean {close[0]!r}?"
-            else:
-                message = f"unknown command {wrong!r} (see 'hera --help')"
+            message = f"unknown command {wrong!r}" + (
+                did_you_mean(wrong, COMMANDS) or " (see 'hera --help')")
         self.exit(EXIT_USAGE, f"hera: error: {message}\n")
 
 

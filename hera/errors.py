@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 #: Exit codes, named so the tests and the docs agree on them.
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -43,3 +46,10 @@ class DefinitionError(HeraError):
 
 class AgentRunningError(HeraError):
     """The agent is up, and the requested action needs it down."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the choice closest to a mistyped
+    ``word``, or ``""`` when none is close: the tail of an error message."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from hera.errors import HeraError, UsageError
+from hera.errors import HeraError, UsageError, did_you_mean
 
 _ADJECTIVES = (
     "amber azure bold brave brisk calm clever coral crimson dapper eager fleet gentle golden "
@@ -93,6 +93,8 @@ def resolve(candidates: Sequence[Identified], ident: str | None = None,
     elif callsign is not None:
         found = [c for c in candidates if c.callsign == callsign]
         what = f"callsign {callsign!r}"
+        if not found:
+            place += did_you_mean(callsign, [c.callsign for c in candidates])
     else:  # pragma: no cover - callers check
         raise UsageError("give an id (--uuid) or a callsign (--callsign)")
     if not found:

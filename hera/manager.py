@@ -65,6 +65,8 @@ def select_target(store: AgentStore, file: str | None, ident: str | None,
         raise UsageError("give --uuid or --callsign, not both")
     if file:
         path = Path(file)
+        if not os.path.lexists(path):
+            _suggest_identifier(store, file)
         header = read_header(path)
         if store.has(header.id):
             return Target(store, store.header(header.id), True, path)
@@ -75,6 +77,25 @@ def select_target(store: AgentStore, file: str | None, ident: str | None,
         raise UsageError("which agent? give a file, --uuid ID or --callsign NAME")
     header = store.find(ident, callsign)
     return Target(store, header, True)
+
+
+def _suggest_identifier(store: AgentStore, file: str) -> None:
+    """Raise a hint when ``file`` names no file but an installed agent: an
+    id prefix or a callsign given where a file name goes."""
+    try:
+        headers = store.headers()
+    except HeraError:
+        return
+    compact = file.lower().replace("-", "")
+    by_id = [h for h in headers if compact and all(c in "0123456789abcdef" for c in compact)
+             and h.id.replace("-", "").startswith(compact)]
+    if len(by_id) == 1:
+        raise HeraError(f"{file}: no such file; agent {by_id[0].id} ({by_id[0].callsign}) is "
+                        f"installed: name it with --uuid {file}")
+    by_callsign = [h for h in headers if h.callsign == file]
+    if len(by_callsign) == 1:
+        raise HeraError(f"{file}: no such file; agent {by_callsign[0].id} is installed with that "
+                        f"callsign: name it with --callsign {file}")
 
 
 def running_target(store: AgentStore, file: str | None, ident: str | None,

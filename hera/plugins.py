@@ -22,7 +22,7 @@ from typing import Any
 
 import pluggy
 
-from hera.errors import HeraError
+from hera.errors import HeraError, did_you_mean
 from hera.hooks import PROJECT_NAME, specs
 from hera.hooks.types import FamilyInfo
 
@@ -79,7 +79,8 @@ class Plugins:
             if info.name == name:
                 return info
         known = ", ".join(info.name for info, _, _ in families) or "none installed"
-        raise HeraError(f"unknown family {name!r} (installed: {known})")
+        names = [info.name for info, _, _ in families]
+        raise HeraError(f"unknown family {name!r} (installed: {known}){did_you_mean(name, names)}")
 
     def hooks_of(self, name: str) -> list[str]:
         """Names of the hera hooks plugin ``name`` implements."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hera.errors import DefinitionError
+from hera.errors import DefinitionError, did_you_mean
 
 #: Parameters every definition has, with their defaults (the ``example`` layout).
 DEFAULTS: dict[str, Any] = {
@@ -120,7 +120,8 @@ def definition_for(layout: str, overrides: dict[str, Any]) -> dict[str, Any]:
     ``RENAMED``) with ``overrides`` applied."""
     layout = RENAMED.get(layout, layout)
     if layout not in LAYOUTS:
-        raise DefinitionError(f"abraxas has no layout {layout!r} (layouts: {', '.join(LAYOUTS)})")
+        raise DefinitionError(f"abraxas has no layout {layout!r} (layouts: {', '.join(LAYOUTS)})"
+                              + did_you_mean(layout, LAYOUTS))
     definition = dict(DEFAULTS)
     definition.update(LAYOUTS[layout][1])
     for key, value in overrides.items():

@@ -82,6 +82,13 @@ CASES = [
     ("shrink refused", ["--uuid", "{id}", "grow", "width=1"], 1, ["cannot shrink width from 3 to 1"]),
     ("unwritable directory", ["build", "afile/x.json"], 1, ["cannot write"]),
     ("unknown command", ["biuld"], 2, ["did you mean", "build"]),
+    ("mistyped family", ["--family", "abraxs", "build"], 1, ["did you mean 'abraxas'"]),
+    ("mistyped layout", ["--layout", "exampel", "build"], 1, ["did you mean 'example'"]),
+    ("mistyped callsign", ["--callsign", "twim", "down"], 1, ["no agent", "did you mean 'twin'"]),
+    ("id where a file goes", ["up", "{id8}", "--steps", "1"], 1, ["no such file", "--uuid {id8}"]),
+    ("an ambiguous callsign where a file goes", ["inspect", "twin"], 1, ["no such file"]),
+    ("inspect a missing file", ["inspect", "missing.json"], 1, ["no such file"]),
+    ("logs of nothing running", ["logs"], 1, ["no agent is running"]),
     ("zero steps", ["--uuid", "{id}", "up", "--steps", "0"], 2, ["at least 1"]),
 ]
 
@@ -91,14 +98,15 @@ def test_bad_input_gets_one_clear_line(prepared, args, code, words):
     world, agent_id, _ = prepared
     cached = world.agents_dir / f"{agent_id}.json"
     before = cached.read_bytes()
-    proc = world.run(*[a.replace("{id}", agent_id) for a in args], check=False)
+    proc = world.run(*[a.replace("{id}", agent_id).replace("{id8}", agent_id[:8]) for a in args],
+                     check=False)
     assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("hera: error: ")
     assert "Traceback" not in proc.stderr
     for word in words:
-        assert word in lines[0]
+        assert word.replace("{id8}", agent_id[:8]) in lines[0]
     assert cached.read_bytes() == before, "a failing command must not touch an agent"
 
 
@@ -136,3 +144,14 @@ def test_bad_config_file(world):
     (world.workdir / "hera.json").write_text(json.dumps({"definition": {"width": "wide"}}))
     proc = world.run("build", check=False)
     assert proc.returncode == 1 and "width" in proc.stderr
+
+
+def test_a_hint_is_given_only_where_it_fits(prepared):
+    world, agent_id, _ = prepared
+    callsign = world.row(agent_id)["callsign"]
+    proc = world.run("down", callsign, check=False)
+    assert f"name it with --callsign {callsign}" in proc.stderr and proc.returncode == 1
+    proc = world.run("--layout", "zzzz", "build", check=False)
+    assert "did you mean" not in proc.stderr
+    proc = world.run("--callsign", "nobody", "down", check=False)
+    assert "did you mean" not in proc.stderr
