@@ -26,6 +26,7 @@ class Console:
         self.silent = silent
         self.detached = False
         self._detach_failed = False
+        self._progress_shown = False
         if detached:
             self.detach()
 
@@ -38,6 +39,39 @@ class Console:
             return os.isatty(0) and os.isatty(1) and os.tcgetpgrp(0) == os.getpgrp()
         except OSError:
             return False
+
+    @property
+    def shows_progress(self) -> bool:
+        """Whether a progress line belongs here: stdout is a terminal, not
+        silenced, not detached."""
+        if self.silent or self.detached:
+            return False
+        try:
+            return os.isatty(1)
+        except (OSError, ValueError):
+            return False
+
+    def show_progress(self, text: str) -> None:
+        """Draw ``text`` over the current terminal line (no newline); the
+        next line printed replaces it."""
+        if not self.shows_progress:
+            return
+        try:
+            sys.stdout.write(f"\r{text}\x1b[K")
+            sys.stdout.flush()
+            self._progress_shown = True
+        except OSError:
+            pass
+
+    def clear_progress(self) -> None:
+        """Remove the progress line, if one is shown."""
+        if self._progress_shown:
+            self._progress_shown = False
+            try:
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
+            except OSError:
+                pass
 
     def tell(self, text: str) -> None:
         """A line for the person at the terminal (or the log, once detached)."""
@@ -53,6 +87,7 @@ class Console:
         """Print a line; if the terminal went away, detach and print it to
         the log; if the log cannot take it either (a full disk, a file-size
         limit), the line is lost, never the run."""
+        self.clear_progress()
         try:
             print(text, file=stream, flush=True)
             return

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from hera.console import Console
 from hera.control import Connection
 from hera.errors import HeraError
+from hera.progress import Progress
 from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop
 from hera.signals import ENDING, SignalInbox, parse_name
 
@@ -63,6 +64,9 @@ class Loop:
         self._sinks_lock = threading.Lock()
         self._stdout_piped = False
         self._stdin_piped = False
+        self.progress = None if not console.shows_progress else Progress(
+            console.show_progress, session.step_count,
+            None if steps is None else session.step_count + steps)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -91,6 +95,8 @@ class Loop:
             hit = session.advance(self._next_chunk(min(bounds, default=None)),
                                   adapt=self.fixed_chunk is None)
             self._emit_output()
+            if self.progress is not None and not self._stdout_piped:
+                self.progress.update(session.step_count)
             if hit is not None:
                 self._on_breakpoint(hit)
             elif self.prompt_at is not None and session.step_count >= self.prompt_at:
@@ -191,6 +197,7 @@ class Loop:
             self._pipe_stdin()
         elif name == "SIGTTOU" and not self._stdout_piped:
             self._stdout_piped = True
+            self.console.clear_progress()  # output lines take stdout from here on
             sink, _ = self._buffered(console.write_output, "hera-stdout")
             self.add_sink(sink)
 
@@ -219,6 +226,7 @@ class Loop:
         """Open the Python prompt on this terminal; closing it resumes running."""
         from hera.prompt import run_local_prompt
 
+        self.console.clear_progress()
         self.set_state(PAUSED)
         run_local_prompt(self)
         self.inbox.discard("SIGTSTP", "SIGSTOP")  # asked for the prompt we just closed

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from hera.loop import Loop
 from hera.manager import Target, install_unlocked, now_iso, set_aside, upgrade
 from hera.output import human_bytes, human_count
 from hera.pidfile import PidLock
+from hera.progress import duration
 from hera.plugins import Plugins
 from hera.reserve import DescriptorReserve
 from hera.session import AgentSession
@@ -175,6 +177,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 ready({"id": instance.id, "callsign": instance.callsign, "pid": os.getpid(),
                        "device": session.device, "backend": session.backend,
                        "socket": str(server.sock_path), "log": str(console.log_path)})
+            began = time.monotonic()
             try:
                 reason = loop.run()
             except Exception as exc:
@@ -191,8 +194,11 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                     outcome = {"outcome": "save failed", "error": exc.message}
                     raise
                 outcome = {"outcome": "saved"}
+                elapsed = time.monotonic() - began
                 tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
-                     f"({human_count(session.done)} steps this run; {reason.lower()})")
+                     f"({human_count(session.done)} steps this run in {duration(elapsed)}, "
+                     f"{human_count(round(session.done / max(elapsed, 1e-9)))} steps/s; "
+                     f"{reason.lower()})")
         finally:
             if outcome is None:  # it failed: before the loop ran, or in it
                 failure = sys.exc_info()[1]
