@@ -65,6 +65,8 @@ class UpResult:
     total_steps: int
     reason: str
     path: Path | None
+    #: wall time of the stepping loop (paused time included; 0 if it never ran)
+    seconds: float = 0.0
 
 
 def resource_report(plugins: Plugins, instance: InstanceFile, device: str) -> ResourceReport | None:
@@ -102,7 +104,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     for spec in options.breakpoints:
         Breakpoint(**spec)  # a bad breakpoint fails before anything is loaded
     store = target.store
-    reason, path, session, outcome = "not started", None, None, None
+    reason, path, session, outcome, elapsed = "not started", None, None, None, 0.0
     with SignalInbox() as inbox:
         lock = store.lock(target.id, op="starting")  # creates the runtime dir
         server = None
@@ -184,6 +186,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 reserve.release()
                 _rescue_failed_run(session, console, exc)
                 raise
+            elapsed = time.monotonic() - began
             if reason == "SIGABRT":
                 outcome = {"outcome": "not saved", "error": "SIGABRT: terminated without saving"}
             else:
@@ -194,7 +197,6 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                     outcome = {"outcome": "save failed", "error": exc.message}
                     raise
                 outcome = {"outcome": "saved"}
-                elapsed = time.monotonic() - began
                 tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
                      f"({human_count(session.done)} steps this run in {duration(elapsed)}, "
                      f"{human_count(round(session.done / max(elapsed, 1e-9)))} steps/s; "
@@ -219,7 +221,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     elif reason == "SIGABRT":
         _core_dump(signal.SIGABRT)
     return UpResult(target.id, target.header.callsign, session.done if session else 0,
-                    session.step_count if session else target.header.meta["steps"], reason, path)
+                    session.step_count if session else target.header.meta["steps"], reason, path,
+                    elapsed)
 
 
 def _record(lock: PidLock, **info: Any) -> None:

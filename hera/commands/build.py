@@ -10,8 +10,9 @@ then --set, each overriding the one before.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from hera.commands._common import configure, parse_assignments, path_arg
+from hera.commands._common import add_json_option, configure, parse_assignments, path_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", dest="new_callsign", metavar="CALLSIGN",
                         help="callsign for the new agent (default: made from its id)")
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    add_json_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,5 +35,11 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins()
     path, instance = manager.build(plugins, args.family, args.layout, overrides,
                                    path_arg(args.file), args.new_callsign, args.force)
+    if args.json:
+        from hera.output import print_json
+
+        print_json({"id": instance.id, "callsign": instance.callsign, "family": instance.family,
+                    "layout": instance.layout, "path": str(Path(path).absolute())})
+        return 0
     print(f"built {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} -> {path}")
     return 0

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from hera.commands._common import (add_file_argument, add_scope_options, configure,
-                                   positive_int, seconds, store_for)
+from hera.commands._common import (add_file_argument, add_json_option, add_scope_options,
+                                   configure, positive_int, seconds, store_for)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when FILE and the installed agent hold different states: run the "
                              "installed one, or FILE (the installed copy is then saved to "
                              "./<uuid>.step<N>.json)")
+    add_json_option(parser)
     add_scope_options(parser)
 
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     configure(args)
     if args.prompt_after is not None and not args.interactive:
         raise UsageError("--prompt-after needs --interactive")
+    if args.json and (args.simulate or args.interactive):
+        raise UsageError("--json reports a run; --simulate and --interactive print for a person")
     store = store_for(args)
     target = manager.select_target(store, args.file, args.uuid, args.callsign, allow_uninstalled=True)
     if args.keep and not args.file:
@@ -77,11 +80,20 @@ def run(args: argparse.Namespace) -> int:
                         + [{"when": e} for e in args.break_when or []])
     mode = "interactive" if args.interactive else "daemon" if args.daemon else "foreground"
     options = runner.UpOptions(device=args.device, steps=args.steps, chunk=args.chunk,
-                               silent=bool(args.silent), checkpoint=args.checkpoint, mode=mode,
+                               silent=bool(args.silent or args.json), checkpoint=args.checkpoint,
+                               mode=mode,
                                prompt_after=args.prompt_after, breakpoints=breakpoints,
                                output_every=args.output_every)
     if mode != "daemon":
         result = runner.up(plugins, target, options)
+        if args.json:
+            from hera.output import print_json
+
+            print_json({"id": result.agent_id, "callsign": result.callsign,
+                        "steps": result.total_steps, "steps_this_run": result.steps_done,
+                        "reason": result.reason.lower(), "seconds": round(result.seconds, 6),
+                        "steps_per_s": result.steps_done / result.seconds if result.seconds else None,
+                        "path": None if result.path is None else str(result.path)})
         return 0 if result.reason != "SIGABRT" else 1
     from hera.daemon import run_detached
     from hera.errors import HeraError
@@ -89,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
     answer = run_detached(lambda ready: runner.up(plugins, target, options, ready=ready))
     if not answer.get("ok"):
         raise HeraError(answer.get("error", "the agent did not start"))
-    if not args.silent:
+    if args.json:
+        from hera.output import print_json
+
+        print_json({key: answer[key] for key in
+                    ("id", "callsign", "pid", "device", "backend", "socket", "log")})
+    elif not args.silent:
         print(f"up {answer['id']} ({answer['callsign']}) as a daemon, pid {answer['pid']}, on "
               f"{answer['device']} [{answer['backend']}]; control {answer['socket']}; "
               f"log {answer['log']}")

@@ -1,0 +1,46 @@
+"""``--json`` on build, up (foreground and daemon) and down: one JSON
+object on stdout and nothing else, agreeing with what the store says."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+
+def _json(world, *args: str) -> dict:
+    proc = world.run(*args, "--json")
+    return json.loads(proc.stdout)  # the whole of stdout is the one object
+
+
+def test_build_up_daemon_and_down_report_in_json(world):
+    built = _json(world, "--family", "abraxas", "--layout", "example", "build", "a.json")
+    assert built["family"] == "abraxas" and built["layout"] == "example"
+    assert Path(built["path"]) == (world.workdir / "a.json").absolute()
+    ran = _json(world, "up", "a.json", "--steps", "700")
+    assert ran["id"] == built["id"] and ran["steps"] == ran["steps_this_run"] == 700
+    assert ran["reason"] == "steps done" and ran["seconds"] > 0
+    assert ran["steps_per_s"] == pytest.approx(700 / ran["seconds"], rel=1e-3)
+    assert world.row(built["id"])["steps"] == 700 and Path(ran["path"]).is_file()
+    daemon = _json(world, "up", "--uuid", built["id"], "--daemon")
+    try:
+        row = world.row(built["id"])
+        assert daemon["pid"] == row["pid"] and daemon["socket"] == row["control"]
+        assert Path(daemon["log"]).is_file()
+        down = _json(world, "down")
+        assert down["id"] == built["id"] and down["steps"] == world.row(built["id"])["steps"] > 700
+    finally:
+        try:
+            os.kill(daemon["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_json_is_refused_where_a_person_reads_the_output(world):
+    _, path = world.build()
+    for mode in ("--simulate", "--interactive"):
+        proc = world.run("up", path.name, mode, "--json", check=False)
+        assert proc.returncode == 2 and "--json" in proc.stderr and proc.stdout == ""
