@@ -153,7 +153,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 info = dict(op="up", device=session.device, backend=session.backend,
                             mode=options.mode, state=state, steps=session.step_count,
                             saved_steps=session.saved_steps, since=now_iso(),
-                            socket=str(server.sock_path))
+                            socket=str(server.sock_path), start_steps=session.start_steps)
                 if strict:
                     lock.record(**info)
                 else:

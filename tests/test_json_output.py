@@ -1,11 +1,13 @@
 """``--json`` on build, up (foreground and daemon) and down: one JSON
-object on stdout and nothing else, agreeing with what the store says."""
+object on stdout and nothing else, agreeing with what the store says; and
+``agents`` with an up agent's uptime and steps per second."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -27,11 +29,21 @@ def test_build_up_daemon_and_down_report_in_json(world):
     assert world.row(built["id"])["steps"] == 700 and Path(ran["path"]).is_file()
     daemon = _json(world, "up", "--uuid", built["id"], "--daemon")
     try:
+        time.sleep(1.0)
         row = world.row(built["id"])
         assert daemon["pid"] == row["pid"] and daemon["socket"] == row["control"]
+        # agents: how long it has been up, and its mean speed since
+        assert row["start_steps"] == 700 and row["uptime"] >= 1.0
+        assert row["steps_per_s"] == pytest.approx((row["steps"] - 700) / row["uptime"], rel=0.5)
+        assert row["steps_per_s"] > 0
+        table = world.run("agents").stdout.splitlines()
+        assert table[0].split()[-2:] == ["UPTIME", "STEPS/S"]
+        assert table[1].split()[-2] != "-" and table[1].split()[-1] != "-"
         assert Path(daemon["log"]).is_file()
         down = _json(world, "down")
-        assert down["id"] == built["id"] and down["steps"] == world.row(built["id"])["steps"] > 700
+        row = world.row(built["id"])
+        assert down["id"] == built["id"] and down["steps"] == row["steps"] > 700
+        assert row["uptime"] is None and row["steps_per_s"] is None
     finally:
         try:
             os.kill(daemon["pid"], signal.SIGKILL)

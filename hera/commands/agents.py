@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hera import places
     from hera.errors import UsageError
-    from hera.output import print_json, print_table
+    from hera.output import human_count, print_json, print_table
+    from hera.progress import duration
     from hera.store import AgentStore
 
     if args.all and (args.user or args.system):
@@ -34,13 +35,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    headers = ["ID", "CALLSIGN", "FAMILY/LAYOUT", "STATUS", "STEPS", "PID", "DEVICE", "MODE"]
+    headers = ["ID", "CALLSIGN", "FAMILY/LAYOUT", "STATUS", "STEPS", "PID", "DEVICE", "MODE",
+               "UPTIME", "STEPS/S"]
     if args.all:
         headers.insert(0, "OWNER")
     table = []
     for row in rows:
         cells = [row["id"][:8], row["callsign"], f"{row['family']}/{row['layout']}", row["status"],
-                 row["steps"], row["pid"] or "-", row["device"] or "-", row["mode"] or "-"]
+                 row["steps"], row["pid"] or "-", row["device"] or "-", row["mode"] or "-",
+                 "-" if row["uptime"] is None else duration(row["uptime"]),
+                 "-" if row["steps_per_s"] is None else human_count(round(row["steps_per_s"]))]
         if args.all:
             cells.insert(0, row["scope"])
         table.append(cells)
@@ -64,6 +68,8 @@ def live(row: dict, store) -> dict:
         return row
     row.update(steps=status["step"], status=status["state"],
                breakpoints=status["breakpoints"])
+    if row["uptime"] and row.get("start_steps") is not None:
+        row["steps_per_s"] = (row["steps"] - row["start_steps"]) / row["uptime"]
     return row
 
 
@@ -89,4 +95,17 @@ def agent_row(entry) -> dict:
         "control": info.get("socket") if entry.is_up else None,
         "breakpoints": None,  # filled in by live() for an up agent that answers
         "path": str(entry.header.path),
+        "uptime": _uptime(holder.started) if entry.is_up else None,
+        "start_steps": info.get("start_steps") if entry.is_up else None,
+        "steps_per_s": None,  # filled in by live(): the mean since it came up
     }
+
+
+def _uptime(started: float | None) -> float | None:
+    """Seconds since the process that holds the agent started (``None`` if
+    unknown)."""
+    import time
+
+    if not isinstance(started, (int, float)):
+        return None
+    return max(time.time() - started, 0.0)
