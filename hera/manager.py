@@ -82,20 +82,19 @@ def select_target(store: AgentStore, file: str | None, ident: str | None,
 def _suggest_identifier(store: AgentStore, file: str) -> None:
     """Raise a hint when ``file`` names no file but an installed agent: an
     id prefix or a callsign given where a file name goes."""
+    try:  # the lookup --uuid would make: no match, an ambiguous one, or not hex
+        header = store.find(ident=file)
+    except HeraError:
+        pass
+    else:
+        raise HeraError(f"{file}: no such file; agent {header.id} ({header.callsign}) is "
+                        f"installed: name it with --uuid {file}")
     try:
-        headers = store.headers()
+        header = store.find(callsign=file)
     except HeraError:
         return
-    compact = file.lower().replace("-", "")
-    by_id = [h for h in headers if compact and all(c in "0123456789abcdef" for c in compact)
-             and h.id.replace("-", "").startswith(compact)]
-    if len(by_id) == 1:
-        raise HeraError(f"{file}: no such file; agent {by_id[0].id} ({by_id[0].callsign}) is "
-                        f"installed: name it with --uuid {file}")
-    by_callsign = [h for h in headers if h.callsign == file]
-    if len(by_callsign) == 1:
-        raise HeraError(f"{file}: no such file; agent {by_callsign[0].id} is installed with that "
-                        f"callsign: name it with --callsign {file}")
+    raise HeraError(f"{file}: no such file; agent {header.id} is installed with that "
+                    f"callsign: name it with --callsign {file}")
 
 
 def running_target(store: AgentStore, file: str | None, ident: str | None,

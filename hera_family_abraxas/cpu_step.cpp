@@ -217,7 +217,7 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
       membrane[j] = fire ? 0.0f : membrane[j];
       const int32_t r = refractory[j] - 1;
       refractory[j] = fire ? p.refractory_steps : (r < 0 ? 0 : r);
-      // torch's clamp(min=0): a difference of equals is +0, never -0
+      // torch's clamp(min=floor): a difference of equals is +0, never -0
       const float theta = thresholds[j] * p.decay_theta + p.theta_plus * spikes[j] - p.theta_minus;
       thresholds[j] = theta < p.theta_floor ? p.theta_floor : theta;
     }
