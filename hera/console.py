@@ -20,8 +20,10 @@ class Console:
     """Printing for an upped agent, aware of --silent and of detaching."""
 
     def __init__(self, log_path: Path, silent: bool = False, detached: bool = False,
-                 owner: tuple[int, int] | None = None):
+                 owner: tuple[int, int] | None = None, detachable: bool = True):
         self.log_path = log_path
+        #: False in a Python program's process, whose terminal is its own
+        self.detachable = detachable
         self.owner = owner  # whose directory the log lies in (see hera.privilege)
         self.silent = silent
         self.detached = False
@@ -117,7 +119,7 @@ class Console:
     def try_detach(self) -> bool:
         """:meth:`detach`, or say why it could not (a log that cannot be
         opened must not end the run); whether it is detached now."""
-        if self.detached or self._detach_failed:
+        if self.detached or self._detach_failed or not self.detachable:
             return self.detached
         try:
             self.detach()

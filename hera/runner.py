@@ -37,7 +37,8 @@ from hera.reserve import DescriptorReserve
 from hera.session import AgentSession
 from hera.signals import SignalInbox
 
-MODES = ("foreground", "interactive", "daemon")
+#: How an agent is up: the three of ``hera up``, and ``program`` (hera.api)
+MODES = ("foreground", "interactive", "daemon", "program")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,167 @@ def check_fits(report: ResourceReport | None, device: str, capacity: int | None 
             + (f"; driven by {report.dominant}" if report.dominant else ""))
 
 
+class Run:
+    """One up of an agent in this process, without its stepping: what the
+    up holds (lock, console, loaded agent, control channel, pid-file) and
+    how it ends. ``hera up`` steps it with a :class:`~hera.loop.Loop`; the
+    Python API (:mod:`hera.api`) steps it on its caller's calls.
+
+    Use: :meth:`start` (lock and console), :meth:`load` (device, upgrade,
+    install, load), :meth:`serve` (control channel and pid-file), then
+    :meth:`save` or :meth:`rescue`, and :meth:`close` in every case.
+    """
+
+    def __init__(self, plugins: Plugins, target: Target, mode: str, silent: bool = False,
+                 say: Callable[[str], None] | None = None):
+        if mode not in MODES:
+            raise HeraError(f"unknown mode {mode!r}")
+        self.plugins, self.target, self.mode, self.silent = plugins, target, mode, silent
+        self._say = say
+        self.session: AgentSession | None = None
+        self.server: ControlServer | None = None
+        self.lock: PidLock | None = None
+        self.console: Console | None = None
+        # the save's temp file, the directory fsync, a rescue file, one spare
+        self.reserve = DescriptorReserve(4)
+        self.reason = "not started"
+        #: how the run ended, for the pid-file's last record (None: failed)
+        self.outcome: dict[str, Any] | None = None
+
+    def tell(self, text: str) -> None:
+        """Say ``text`` where this run's banner lines go."""
+        (self._say or self.console.tell)(text)
+
+    def start(self) -> None:
+        """Take the agent's lock and open its console."""
+        store = self.target.store
+        self.lock = store.lock(self.target.id, op="starting")  # creates the runtime dir
+        try:
+            self.console = Console(store.log_path(self.target.id), silent=self.silent,
+                                   detached=self.mode == "daemon", owner=store.owner,
+                                   detachable=self.mode != "program")
+            self.lock.record(op="starting", mode=self.mode)
+        except OSError as exc:  # a full or read-only runtime dir
+            raise HeraError(f"cannot start agent {self.target.id} in {store.run_dir}: "
+                            f"{exc.strerror}") from None
+
+    def load(self, device_name: str | None) -> AgentSession:
+        """Pick the device, upgrade an older data format, check the agent
+        fits, load it, and install it on its first up."""
+        plugins, target, store = self.plugins, self.target, self.target.store
+        device = devices.choose_device(device_name)  # before installing anything
+        # checked again under the lock: no race
+        installed = store.has(target.id) and target.replaces is None
+        if not installed and target.file is None:
+            raise HeraError(f"agent {target.id} is no longer installed")
+        instance = store.load(target.id) if installed else InstanceFile.read(target.file)
+        older = upgrade(plugins, instance, store if installed else None)
+        check_fits(resource_report(plugins, instance, device), device)  # before installing
+        _record(self.lock, op="starting", device=device, mode=self.mode)
+        loaded = plugins.hook.hera_load(
+            family=instance.family, definition=dict(instance.definition),
+            tensors=instance.tensors(), state=instance.state(), device=device,
+            seed=instance.meta["seed"])
+        if loaded is None:  # pragma: no cover - check_family found it
+            raise HeraError(f"family {instance.family} did not load agent {instance.id}")
+        if not installed:  # only once its family has taken it: no agent that cannot up
+            if target.replaces is not None and store.has(target.id):
+                set_aside(store, target.id, target.replaces)
+                self.tell(f"the installed copy of {target.id} is now in {target.replaces}")
+            install_unlocked(instance, store)
+            self.tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
+        if older is not None:
+            self.tell(f"upgraded {instance.id} ({instance.callsign}) from {instance.family} data "
+                      f"format {older} to {instance.meta['family']['data_format']}"
+                      + (f"; the older file is kept as {store.older_format_path(target.id, older)}"
+                         if installed else ""))
+        self.session = AgentSession(plugins, instance, store, loaded, self.mode)
+        return self.session
+
+    def record(self, state: str, strict: bool = False) -> None:
+        """Write where the running agent stands into its pid-file (strict:
+        a failure to write raises)."""
+        session = self.session
+        info = dict(op="up", device=session.device, backend=session.backend,
+                    mode=self.mode, state=state, steps=session.step_count,
+                    saved_steps=session.saved_steps, since=now_iso(),
+                    socket=str(self.server.sock_path), start_steps=session.start_steps)
+        if strict:
+            self.lock.record(**info)
+        else:
+            _record(self.lock, **info)
+
+    def serve(self, handler: Callable[[dict[str, Any]], dict[str, Any]],
+              stream: Callable[[Any], None], steps: int | None = None) -> None:
+        """Open the control channel with ``handler`` and ``stream``, record
+        the agent as up, and say so (``steps``: how many are to go)."""
+        session, store, target = self.session, self.target.store, self.target
+        self.server = ControlServer(store.socket_path(target.id), store.token_path(target.id),
+                                    target.id, handler, stream, owner=store.owner)
+        try:
+            self.server.start()
+            self.record(session.state, strict=True)  # no agent up that hera cannot see
+        except OSError as exc:
+            raise HeraError(f"cannot start agent {target.id} in {store.run_dir} "
+                            f"(control channel, pid-file): {exc.strerror}") from None
+        instance = session.instance
+        self.tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} "
+                  f"on {session.device} [{session.backend}] at step {session.step_count}"
+                  + (f", {steps} steps to go" if steps is not None else "")
+                  + ("" if self.mode == "foreground" else f", {self.mode}"))
+
+    def save(self, reason: str, elapsed: float | None = None) -> Path:
+        """The save at down (to a rescue file when the store cannot take
+        it); ``elapsed``: the stepping's wall time, for the down line."""
+        self.reason = reason
+        self.reserve.release()  # descriptors for the save, however many clients hold ours
+        session = self.session
+        try:
+            path = _save_or_rescue(session, self.console)
+        except HeraError as exc:
+            self.outcome = {"outcome": "save failed", "error": exc.message}
+            raise
+        self.outcome = {"outcome": "saved"}
+        instance = session.instance
+        speed = "" if elapsed is None else \
+            f" in {duration(elapsed)}, {human_count(round(session.done / max(elapsed, 1e-9)))} steps/s"
+        self.tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
+                  f"({human_count(session.done)} steps this run{speed}; {reason.lower()})")
+        return path
+
+    def not_saved(self, reason: str, error: str) -> None:
+        """End without a save (SIGABRT): the cache keeps the last one."""
+        self.reason = reason
+        self.outcome = {"outcome": "not saved", "error": error}
+
+    def rescue(self, failure: BaseException) -> None:
+        """The stepping failed: keep the state at the failure in a rescue file."""
+        self.reserve.release()
+        _rescue_failed_run(self.session, self.console, failure)
+
+    def close(self) -> None:
+        """Record how the run ended, close the control channel, let go of
+        the lock. Call it in every case, in a ``finally``."""
+        if self.lock is None:
+            return
+        session, target = self.session, self.target
+        if self.outcome is None:  # it failed: before stepping, or in it
+            failure = sys.exc_info()[1]
+            why = failure.message if isinstance(failure, HeraError) else \
+                f"{type(failure).__name__}: {failure}"
+            self.outcome = {"outcome": "failed" if session else "not started", "error": why}
+        # 'hera down' reads this through its own descriptor once the lock is free
+        _record(self.lock, op="ended", reason=self.reason,
+                steps=session.step_count if session else target.header.meta["steps"],
+                saved_steps=session.saved_steps if session else target.header.meta["steps"],
+                **self.outcome)
+        if self.server is not None:
+            self.server.close()
+        self.reserve.release()
+        self.lock.release()
+        self.lock = None
+
+
 def up(plugins: Plugins, target: Target, options: UpOptions,
        say: Callable[[str], None] | None = None,
        ready: Callable[[dict[str, Any]], None] | None = None) -> UpResult:
@@ -103,126 +265,44 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
         raise HeraError(f"unknown mode {options.mode!r}")
     for spec in options.breakpoints:
         Breakpoint(**spec)  # a bad breakpoint fails before anything is loaded
-    store = target.store
-    reason, path, session, outcome, elapsed = "not started", None, None, None, 0.0
+    run = Run(plugins, target, options.mode, options.silent, say)
+    path, elapsed = None, 0.0
     with SignalInbox() as inbox:
-        lock = store.lock(target.id, op="starting")  # creates the runtime dir
-        server = None
-        # the save's temp file, the directory fsync, a rescue file, one spare
-        reserve = DescriptorReserve(4)
         try:
-            try:
-                console = Console(store.log_path(target.id), silent=options.silent,
-                                  detached=options.mode == "daemon", owner=store.owner)
-                lock.record(op="starting", mode=options.mode)
-            except OSError as exc:  # a full or read-only runtime dir
-                raise HeraError(f"cannot start agent {target.id} in {store.run_dir}: "
-                                f"{exc.strerror}") from None
-            tell = say or console.tell
-            device = devices.choose_device(options.device)  # before installing anything
-            # checked again under the lock: no race
-            installed = store.has(target.id) and target.replaces is None
-            if not installed and target.file is None:
-                raise HeraError(f"agent {target.id} is no longer installed")
-            instance = store.load(target.id) if installed else InstanceFile.read(target.file)
-            older = upgrade(plugins, instance, store if installed else None)
-            check_fits(resource_report(plugins, instance, device), device)  # before installing
-            _record(lock, op="starting", device=device, mode=options.mode)
-            loaded = plugins.hook.hera_load(
-                family=instance.family, definition=dict(instance.definition),
-                tensors=instance.tensors(), state=instance.state(), device=device,
-                seed=instance.meta["seed"])
-            if loaded is None:  # pragma: no cover - check_family found it
-                raise HeraError(f"family {instance.family} did not load agent {instance.id}")
-            if not installed:  # only once its family has taken it: no agent that cannot up
-                if target.replaces is not None and store.has(target.id):
-                    set_aside(store, target.id, target.replaces)
-                    tell(f"the installed copy of {target.id} is now in {target.replaces}")
-                install_unlocked(instance, store)
-                tell(f"installed {instance.id} ({instance.callsign}) for {store.scope.label}")
-            if older is not None:
-                tell(f"upgraded {instance.id} ({instance.callsign}) from {instance.family} data "
-                     f"format {older} to {instance.meta['family']['data_format']}"
-                     + (f"; the older file is kept as {store.older_format_path(target.id, older)}"
-                        if installed else ""))
-            session = AgentSession(plugins, instance, store, loaded, options.mode)
+            run.start()
+            session = run.load(options.device)
             for spec in options.breakpoints:
                 session.add_breakpoint(**spec)
-
-            def record(state: str, strict: bool = False) -> None:
-                info = dict(op="up", device=session.device, backend=session.backend,
-                            mode=options.mode, state=state, steps=session.step_count,
-                            saved_steps=session.saved_steps, since=now_iso(),
-                            socket=str(server.sock_path), start_steps=session.start_steps)
-                if strict:
-                    lock.record(**info)
-                else:
-                    _record(lock, **info)
-
-            loop = Loop(session, inbox, console, steps=options.steps, chunk=options.chunk,
+            loop = Loop(session, inbox, run.console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
-                        prompt_after=options.prompt_after, on_state=record, reserve=reserve)
-            server = ControlServer(store.socket_path(target.id), store.token_path(target.id),
-                                   target.id, loop.handle_request, loop.stream,
-                                   owner=store.owner)
-            try:
-                server.start()
-                record(session.state, strict=True)  # no agent up that hera cannot see
-            except OSError as exc:
-                raise HeraError(f"cannot start agent {target.id} in {store.run_dir} "
-                                f"(control channel, pid-file): {exc.strerror}") from None
-            tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} on "
-                 f"{session.device} [{session.backend}] at step {session.step_count}"
-                 + (f", {options.steps} steps to go" if options.steps is not None else "")
-                 + ("" if options.mode == "foreground" else f", {options.mode}"))
+                        prompt_after=options.prompt_after, on_state=run.record,
+                        reserve=run.reserve)
+            run.serve(loop.handle_request, loop.stream, options.steps)
             if ready is not None:
-                ready({"id": instance.id, "callsign": instance.callsign, "pid": os.getpid(),
+                ready({"id": session.id, "callsign": session.callsign, "pid": os.getpid(),
                        "device": session.device, "backend": session.backend,
-                       "socket": str(server.sock_path), "log": str(console.log_path)})
+                       "socket": str(run.server.sock_path), "log": str(run.console.log_path)})
             began = time.monotonic()
             try:
                 reason = loop.run()
             except Exception as exc:
-                reserve.release()
-                _rescue_failed_run(session, console, exc)
+                run.rescue(exc)
                 raise
             elapsed = time.monotonic() - began
             if reason == "SIGABRT":
-                outcome = {"outcome": "not saved", "error": "SIGABRT: terminated without saving"}
+                run.not_saved(reason, "SIGABRT: terminated without saving")
             else:
-                reserve.release()  # descriptors for the save, however many clients hold ours
-                try:
-                    path = _save_or_rescue(session, console)
-                except HeraError as exc:
-                    outcome = {"outcome": "save failed", "error": exc.message}
-                    raise
-                outcome = {"outcome": "saved"}
-                tell(f"down {instance.id} ({instance.callsign}) at step {session.step_count} "
-                     f"({human_count(session.done)} steps this run in {duration(elapsed)}, "
-                     f"{human_count(round(session.done / max(elapsed, 1e-9)))} steps/s; "
-                     f"{reason.lower()})")
+                path = run.save(reason, elapsed)
         finally:
-            if outcome is None:  # it failed: before the loop ran, or in it
-                failure = sys.exc_info()[1]
-                why = failure.message if isinstance(failure, HeraError) else \
-                    f"{type(failure).__name__}: {failure}"
-                outcome = {"outcome": "failed" if session else "not started", "error": why}
-            # 'hera down' reads this through its own descriptor once the lock is free
-            _record(lock, op="ended", reason=reason,
-                    steps=session.step_count if session else target.header.meta["steps"],
-                    saved_steps=session.saved_steps if session else target.header.meta["steps"],
-                    **outcome)
-            if server is not None:
-                server.close()
-            reserve.release()
-            lock.release()
-    if reason == "SIGQUIT":
+            run.close()
+    if run.reason == "SIGQUIT":
         _core_dump(signal.SIGQUIT)
-    elif reason == "SIGABRT":
+    elif run.reason == "SIGABRT":
         _core_dump(signal.SIGABRT)
+    session = run.session
     return UpResult(target.id, target.header.callsign, session.done if session else 0,
-                    session.step_count if session else target.header.meta["steps"], reason, path,
-                    elapsed)
+                    session.step_count if session else target.header.meta["steps"], run.reason,
+                    path, elapsed)
 
 
 def _record(lock: PidLock, **info: Any) -> None:
