@@ -18,7 +18,7 @@ from hera.console import Console
 from hera.control import Connection
 from hera.errors import HeraError
 from hera.progress import Progress
-from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop
+from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop, answer
 from hera.signals import ENDING, SignalInbox, parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -369,16 +369,10 @@ class Loop:
             return {"breakpoint": session.add_breakpoint(**args).describe()}
         elif cmd == "clear":
             return {"cleared": session.clear_breakpoints(request.get("id"))}
-        elif cmd == "input":
-            session.feed(str(request.get("line", "")))
-        elif cmd == "output":
-            return {"line": session.read_output()}
-        elif cmd == "tensors":
-            return {"tensors": {name: {"dtype": str(t.dtype).removeprefix("torch."),
-                                       "shape": list(t.shape)}
-                                for name, t in session.tensors().items()}}
-        elif cmd == "save":
-            session.save()
+        elif (answered := answer(session, request)) is not None:
+            if cmd == "save":
+                self.on_state(session.state)  # the pid-file records the saved step
+            return answered
         elif cmd == "down":
             self.stop_reason = self.stop_reason or "down"
         elif cmd == "signal":

@@ -27,8 +27,9 @@ from hera.store import AgentStore
 CHUNK_SECONDS = 0.1
 _MAX_CHUNK = 10_000
 
-#: What an agent can be doing while it is up.
-RUNNING, PAUSED, STANDBY = "running", "paused", "standby"
+#: What an agent can be doing while it is up (idle: up in a Python program
+#: that is not stepping it now).
+RUNNING, PAUSED, STANDBY, IDLE = "running", "paused", "standby", "idle"
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,12 @@ class AgentSession:
     def __init__(self, plugins: Plugins, instance: InstanceFile, store: AgentStore,
                  loaded: Any, mode: str):
         hook = plugins.hook
-        self._step_hook, self._serialize = hook.hera_step, hook.hera_serialize
+        # the hooks called every step go straight to the family where they can
+        self._step_hook = plugins.family_caller("hera_step", instance.family)
+        self._feed_array = plugins.family_caller("hera_feed_array", instance.family)
+        self._serialize = hook.hera_serialize
         self._encode, self._decode = hook.hera_encode_input, hook.hera_decode_output
+        self._output_array, self._freeze = hook.hera_output_array, hook.hera_freeze
         self.instance = instance
         self.store = store
         self.family = instance.family
@@ -158,6 +163,30 @@ class AgentSession:
             raise HeraError(f"family {self.family} gave no output line")
         return line
 
+    def feed_array(self, values: Any = None, spikes: Any = None) -> None:
+        """Put input into the agent's input area as arrays: ``values`` one
+        number per input channel, ``spikes`` the channels that spike at the
+        next step (see :func:`hera.hooks.specs.hera_feed_array`)."""
+        if values is None and spikes is None:
+            return
+        if not self._feed_array(family=self.family, agent=self.handle, values=values,
+                                spikes=spikes):
+            raise HeraError(f"family {self.family} takes no input arrays; feed it lines")
+
+    def output_array(self) -> Any:
+        """The agent's output area since the last read, as a NumPy array."""
+        import numpy
+
+        counts = self._output_array(family=self.family, agent=self.handle)
+        if counts is None:
+            raise HeraError(f"family {self.family} gives no output array; read its lines")
+        return numpy.asarray(counts)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze (or, ``frozen=False``, thaw) all the agent's adaptation."""
+        if not self._freeze(family=self.family, agent=self.handle, frozen=bool(frozen)):
+            raise HeraError(f"family {self.family} cannot freeze its learning")
+
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent, learned and dynamic
         (dynamic ones prefixed ``state.``), for inspection."""
@@ -196,6 +225,43 @@ class AgentSession:
         """Capture and write: a checkpoint, or the save at down."""
         self.capture()
         return self.write()
+
+
+def answer(session: AgentSession, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Carry out a control command that acts on the agent itself (the same
+    whoever drives it: ``hera up``'s loop or a Python program); ``None``
+    for any other command.
+
+    :raises HeraError: the command's arguments are wrong, or the family
+        refused it.
+    """
+    cmd = request.get("cmd")
+    if cmd == "input":
+        session.feed(str(request.get("line", "")))
+    elif cmd == "feed":
+        values, spikes = request.get("values"), request.get("spikes")
+        for name, given in (("values", values), ("spikes", spikes)):
+            if given is not None and not isinstance(given, list):
+                raise HeraError(f"feed takes {name} as a list")
+        session.feed_array(values, spikes)
+    elif cmd == "output":
+        return {"line": session.read_output()}
+    elif cmd == "output_array":
+        return {"output": session.output_array().tolist()}
+    elif cmd == "freeze":
+        frozen = request.get("frozen", True)
+        if not isinstance(frozen, bool):
+            raise HeraError("freeze takes frozen: true or false")
+        session.freeze(frozen)
+    elif cmd == "tensors":
+        return {"tensors": {name: {"dtype": str(t.dtype).removeprefix("torch."),
+                                   "shape": list(t.shape)}
+                            for name, t in session.tensors().items()}}
+    elif cmd == "save":
+        session.save()
+    else:
+        return None
+    return {"status": session.status()}
 
 
 def _every_tensor(snapshot: Any) -> dict[str, Any]:

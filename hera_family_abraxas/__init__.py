@@ -152,3 +152,26 @@ def hera_decode_output(family: str, agent: Any) -> str | None:
     from hera_family_abraxas.codec import counts_to_line
 
     return counts_to_line(agent.take_output())
+
+
+@hookimpl
+def hera_feed_array(family: str, agent: Any, values: Any, spikes: Any) -> bool | None:
+    if family != NAME:
+        return None
+    agent.feed_arrays(values, spikes)
+    return True
+
+
+@hookimpl
+def hera_output_array(family: str, agent: Any) -> Any:
+    if family != NAME:
+        return None
+    return agent.take_output_array()
+
+
+@hookimpl
+def hera_freeze(family: str, agent: Any, frozen: bool) -> bool | None:
+    if family != NAME:
+        return None
+    agent.set_frozen(frozen)
+    return True

@@ -189,6 +189,21 @@ class CompiledStep:
         function.restype = ctypes.c_int64
         self._function = function
         self._checked: tuple[Any, ...] = ()
+        rates = ctypes.CDLL(str(path)).hera_abraxas_input_rates
+        rates.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_double, ctypes.c_double]
+        rates.restype = None
+        self._rates = rates
+
+    def input_rates(self, values: int, n: int, rates: Any, max_rate: float, idle: float
+                    ) -> None:
+        """Set ``rates`` (the sheet's input rates: a contiguous float32 CPU
+        tensor) from the ``n`` doubles at address ``values``: ``max_rate``
+        times each clipped to [0, 1], NaN as 0, rounded to float once; the
+        channels past ``n`` get ``idle``."""
+        if not 0 <= n <= rates.numel():
+            raise ValueError(f"{n} input values for {rates.numel()} rates")
+        self._rates(values, n, rates.data_ptr(), rates.numel(), max_rate, idle)
 
     def run_steps(self, state: Sequence[Any], synapses: Sequence[Any], values: Sequence[float],
                   sizes: Sequence[int], seed: int, t: int, steps: int,

@@ -279,3 +279,18 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
   }
   return t;
 }
+
+// Input rates from the values a program gives (hera_feed_array), as the line
+// of numbers does it: rate = max_rate * clip(value, 0, 1) in double precision,
+// rounded to float once; NaN is 0; the channels past `n` get the idle rate.
+// Here rather than in NumPy: NumPy's wide vector kernels slow the next step.
+extern "C" void hera_abraxas_input_rates(const double* values, int64_t n, float* rates,
+                                         int64_t inputs, double max_rate, double idle) {
+  for (int64_t i = 0; i < n; ++i) {
+    double v = values[i];
+    v = v > 0.0 ? v : 0.0;  // NaN and -0.0 compare false: +0.0, as Python's max(0.0, v)
+    v = v < 1.0 ? v : 1.0;
+    rates[i] = static_cast<float>(max_rate * v);
+  }
+  for (int64_t i = n; i < inputs; ++i) rates[i] = static_cast<float>(idle);
+}

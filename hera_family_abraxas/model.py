@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+import numpy
 import torch
 
 from hera.errors import HeraError, InstanceFileError
@@ -125,6 +126,11 @@ class Sheet:
             from hera.kernels.deliver_spikes import triton_kernel as delivery
             from hera.kernels.lif_wta_step import triton_kernel as neurons
             from hera.kernels.stdp import triton_kernel as stdp
+        # feed_arrays' values, and where they lie for the compiled step
+        self._rate_scratch = numpy.empty(int(d["inputs"]), dtype=numpy.float64)
+        self._rate_scratch_at = self._rate_scratch.ctypes.data
+
+        self._rate_view: tuple[torch.Tensor, bool, Any] | None = None  # input_rates in NumPy
         self._fill_random = random.fill
         self._decay_accumulate = traces.decay_accumulate
         self._lif_wta_step = neurons.lif_wta_step
@@ -404,11 +410,23 @@ class Sheet:
 
         :raises HeraError: for a channel that the sheet does not have.
         """
-        bad = [c for c in channels if not 0 <= c < self.inputs]
+        if isinstance(channels, list):
+            odd = next((c for c in channels if type(c) is not int), None)
+            if odd is not None:
+                raise HeraError(f"input spikes are channel numbers, not {odd!r}")
+            bad = [c for c in channels if not 0 <= c < self.inputs]
+            chosen = torch.tensor(channels, dtype=torch.long)
+        else:  # an array from a program
+            chosen = torch.as_tensor(channels).reshape(-1)
+            if chosen.dtype.is_floating_point or chosen.dtype.is_complex or \
+                    chosen.dtype == torch.bool:
+                raise HeraError(f"input spikes are channel numbers, not {chosen.dtype}")
+            chosen = chosen.long()
+            bad = chosen[(chosen < 0) | (chosen >= self.inputs)].tolist()
         if bad:
             raise HeraError(f"no input channel {bad[0]} (channels 0-{self.inputs - 1})")
-        if channels:
-            self.input_spikes[torch.tensor(channels, dtype=torch.long)] = 1
+        if chosen.numel():
+            self.input_spikes[chosen.to(self.input_spikes.device)] = 1
             self._given = True
 
     def set_input(self, values: list[float]) -> None:
@@ -420,9 +438,70 @@ class Sheet:
             rates[i] = float(d["max_rate"]) * min(1.0, max(0.0, value))
         self.input_rates = rates.to(self.device)
 
+    def feed_arrays(self, values: Any, spikes: Any) -> None:
+        """Input from a program: ``values`` (or ``None``) as
+        :meth:`set_input` takes them, as an array or sequence of numbers,
+        giving the same rates bit for bit; ``spikes`` (or ``None``) the
+        channels that spike at the next step, as :meth:`give_input_spikes`.
+        A few microseconds, nothing allocated: programs feed every step.
+
+        :raises HeraError: for values that are not numbers or a bad channel;
+            nothing changes then.
+        """
+        if values is not None:
+            try:
+                given = numpy.asarray(values, dtype=numpy.float64)
+            except (TypeError, ValueError):
+                raise HeraError("input values must be an array of numbers") from None
+            if given.ndim != 1:
+                given = given.reshape(-1)
+            n = min(len(given), self.inputs)
+            self._rate_scratch[:n] = given[:n]
+        if spikes is not None:
+            self.give_input_spikes(spikes)  # checked before it changes anything
+        if values is None:
+            return
+        d = self.definition
+        if self._compiled is not None and self.input_rates.device.type == "cpu":
+            # the same bits from the compiled step's library: NumPy's wide
+            # vector kernels would slow the step that follows
+            self._compiled.input_rates(self._rate_scratch_at, n, self.input_rates,
+                                       float(d["max_rate"]), float(d["input_rate"]))
+            return
+        rates = self._rate_scratch[:n]
+        # as the line does: NaN is 0 (fmax), clipped to [0, 1], -0.0 is +0.0
+        # (adding 0), and the product in double precision, rounded to float
+        # once when stored
+        numpy.fmax(rates, 0.0, out=rates)
+        numpy.minimum(rates, 1.0, out=rates)
+        rates += 0.0
+        self._set_rates(rates)
+
+    def _set_rates(self, clipped: Any) -> None:
+        """The first channels' rates: ``clipped`` (doubles in [0, 1]) times
+        ``max_rate``, the product rounded to float once; the rest idle."""
+        n = len(clipped)
+        target = self.input_rates
+        if self._rate_view is None or self._rate_view[0] is not target:
+            # set_input makes a new tensor; on a GPU the rates go through the CPU
+            on_cpu = target.device.type == "cpu"
+            self._rate_view = (target, on_cpu, target.numpy() if on_cpu else
+                               numpy.empty(self.inputs, dtype=numpy.float32))
+        _, on_cpu, view = self._rate_view
+        numpy.multiply(clipped, float(self.definition["max_rate"]), out=view[:n],
+                       casting="same_kind")
+        if n < self.inputs:
+            view[n:] = float(self.definition["input_rate"])
+        if not on_cpu:
+            target.copy_(torch.from_numpy(view))
+
     def take_output(self) -> list[int]:
         """Spike counts of the output area since the last call."""
-        counts = self.output_counts.to("cpu").tolist()
+        return self.take_output_array().tolist()
+
+    def take_output_array(self) -> Any:
+        """:meth:`take_output` as a NumPy array of int64."""
+        counts = self.output_counts.to("cpu", copy=True).numpy()
         self.output_counts.zero_()
         return counts
 

@@ -271,3 +271,67 @@ def test_a_layout_builds_its_input_weights_at_initial_weight():
     assert not plain.tensors["input_weights"].any()
     with pytest.raises(DefinitionError, match="initial_weight"):
         layouts.definition_for("example", {"initial_weight": 1.5})
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.one_of(st.floats(-2.0, 3.0), st.sampled_from([float("nan"), float("inf"),
+                                                                 -float("inf"), -0.0, 1.0])),
+                min_size=0, max_size=20),
+       st.lists(st.integers(0, 15), max_size=6), st.integers(0, 2**31),
+       st.sampled_from(["torch", "cpp"]))
+def test_arrays_give_the_bits_of_the_lines_they_stand_for(cpp_backend, values, channels, seed,
+                                                          backend):
+    """``hera_feed_array`` (the Python API's feed) against the lines a
+    person would type, over steps with learning on, on torch and on the
+    compiled step (which computes the rates itself); and the output array
+    against the output line."""
+    hook = load_plugins().hook
+    d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.02})
+    by_line = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend="torch")
+    by_array = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend=backend)
+    line = " ".join(repr(v) for v in values) if values else "0"
+    _feed(by_line, line)
+    _feed(by_line, "spikes " + " ".join(map(str, channels)))
+    import numpy
+
+    assert hook.hera_feed_array(family="abraxas", agent=by_array,
+                                values=numpy.array(values if values else [0.0]),
+                                spikes=numpy.array(channels, dtype=numpy.int64)) is True
+    assert by_line.input_rates.view(torch.int32).equal(by_array.input_rates.view(torch.int32))
+    by_line.run(30)
+    by_array.run(30)
+    _assert_same(by_line, by_array)
+    counts = hook.hera_output_array(family="abraxas", agent=by_array)
+    assert counts.tolist() == [int(c) for c in hook.hera_decode_output(
+        family="abraxas", agent=by_line).split()]
+
+
+@pytest.mark.parametrize("values, spikes, message", [
+    (["a", "b"], None, "must be an array of numbers"),
+    ([0.5], [3, 16], "no input channel 16"),
+    (None, [0.5], "channel numbers, not 0.5"),
+    (None, torch.tensor([1.0]), "channel numbers, not torch.float32"),
+])
+def test_a_bad_array_is_refused_and_changes_nothing(values, spikes, message):
+    d = _quiet()
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=1, backend="torch")
+    rates = sheet.input_rates.clone()
+    with pytest.raises(HeraError, match=message):
+        load_plugins().hook.hera_feed_array(family="abraxas", agent=sheet, values=values,
+                                            spikes=spikes)
+    assert torch.equal(sheet.input_rates, rates) and not sheet.input_spikes.any()
+
+
+def test_the_freeze_hook_freezes_all_adaptation():
+    d = layouts.definition_for("example", {"noise": 1.0})
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=3, backend="torch")
+    hook = load_plugins().hook
+    sheet.set_input([1.0, 0.8, 0.6, 0.9])
+    sheet.run(80)
+    assert hook.hera_freeze(family="abraxas", agent=sheet, frozen=True) is True
+    before = _learned(sheet)
+    sheet.run(200)
+    assert all(torch.equal(before[k], t) for k, t in _learned(sheet).items())
+    assert hook.hera_freeze(family="abraxas", agent=sheet, frozen=False) is True
+    sheet.run(80)
+    assert not all(torch.equal(before[k], t) for k, t in _learned(sheet).items())

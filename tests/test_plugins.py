@@ -181,3 +181,49 @@ def test_listing_commands_do_not_load_torch_even_with_a_workdir_family(world):
 def test_installed_plugins_load_in_a_fresh_manager():
     plugins = load_plugins(workdir=Path(sys.prefix))
     assert "abraxas" in [info.name for info, _, _ in plugins.families()]
+
+
+class Watcher:
+    """A non-family plugin that implements hera_step plainly (not as a wrapper)."""
+
+    def __init__(self):
+        self.seen = 0
+
+    @hookimpl
+    def hera_step(self, family, agent, steps):
+        self.seen += steps
+
+
+class Partial:
+    """A second family whose hera_step declares only some of the hook's arguments."""
+
+    @hookimpl
+    def hera_family(self):
+        from hera.hooks import FamilyInfo
+
+        return FamilyInfo(name="partial", version="1")
+
+    @hookimpl
+    def hera_step(self, steps):
+        return steps * 10
+
+
+def test_the_family_caller_goes_straight_to_the_family_only_when_nobody_else_listens(tally):
+    """The fast path for the hooks called every step: with only families
+    implementing the hook it is the family's own function (other families
+    would answer None); a plain or wrapping implementation of any other
+    plugin puts pluggy back in the way, so that it sees every call."""
+    assert tally.family_caller("hera_step", "tally") is tally_family.hera_step
+    tally.register(Partial(), "partial")
+    assert tally.family_caller("hera_step", "tally") is tally_family.hera_step
+    partial = tally.family_caller("hera_step", "partial")
+    assert partial(family="partial", agent=None, steps=3) == 30  # only what it declares
+    watcher = Watcher()
+    tally.register(watcher, "watcher")
+    through_pluggy = tally.family_caller("hera_step", "partial")
+    assert through_pluggy is tally.hook.hera_step
+    assert through_pluggy(family="partial", agent=None, steps=2) == 20 and watcher.seen == 2
+    tally.manager.unregister(name="watcher")
+    tally.register(StepRecorder(), "recorder")
+    assert tally.family_caller("hera_step", "tally") is tally.hook.hera_step
+    tally.manager.unregister(name="partial")

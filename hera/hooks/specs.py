@@ -276,3 +276,63 @@ def hera_decode_output(family: str, agent: Any) -> "str | None":
 
     .. versionadded:: 0.1
     """
+
+
+# -- arrays and learning, for programs (the Python API) ----------------------
+# Optional: a family without them takes lines only, and hera says so.
+
+
+@hookspec(firstresult=True)
+def hera_feed_array(family: str, agent: Any, values: Any, spikes: Any) -> "bool | None":
+    """Put input into the agent's input area as an array, the fast form of
+    an input line for programs.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :param values: one number per input channel (a NumPy array or a
+        sequence), as a line of numbers would give them; or ``None``.
+    :param spikes: the input channels (whole numbers) that spike exactly at
+        the next step, as a ``spikes`` line would give them; or ``None``.
+    :return: ``True`` once taken, or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+    :raises HeraError: for an array the agent cannot take (a channel it
+        does not have, say), before anything is changed.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def hera_output_array(family: str, agent: Any) -> "Any | None":
+    """Read the agent's output area as an array: what
+    :func:`hera_decode_output` would write as a line, as numbers.
+
+    Reads the activity since the previous read (by either hook) and starts
+    a new window.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :return: a one-dimensional NumPy array, or ``None`` when this plugin is
+        not ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def hera_freeze(family: str, agent: Any, frozen: bool) -> "bool | None":
+    """Freeze or thaw all adaptation of a live agent from its next step on.
+
+    Frozen, the agent runs on (its dynamics, spikes and output) but nothing
+    it has learned changes: no plasticity, no threshold adaptation, nothing
+    else that would make a later step differ from one before the freeze.
+    The state is saved and resumed with the agent.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :param frozen: ``True`` to freeze, ``False`` to thaw.
+    :return: ``True`` once done, or ``None`` when this plugin is not
+        ``family``. Stops at the first non-``None`` result.
+
+    .. versionadded:: 0.2
+    """
