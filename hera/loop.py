@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from hera.console import Console
 from hera.control import Connection
 from hera.errors import HeraError
+from hera.manager import now_iso
 from hera.progress import Progress
 from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop, answer
 from hera.signals import ENDING, SignalInbox, parse_name
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # How long a control request waits for the loop (which may sit at a prompt).
 _REQUEST_TIMEOUT_S = 30.0
 _IDLE_POLL_S = 0.02
+#: A second SIGINT this soon after the first, in standby, saves and stops.
+SECOND_CTRL_C_S = 2.0
 # Output lines held for a slow io client before newer ones are dropped.
 _STREAM_BACKLOG = 1000
 
@@ -39,13 +42,15 @@ class Loop:
     :param output_every: steps per output line for piped/streamed output.
     :param prompt_after: open the prompt after this many steps (interactive).
     :param on_state: called with the new state whenever it changes.
+    :param log_every: seconds between progress lines in the log while the
+        agent is detached (0: none).
     """
 
     def __init__(self, session: AgentSession, inbox: SignalInbox, console: Console, *,
                  steps: int | None = None, chunk: int | None = None, checkpoint: float = 0.0,
                  output_every: int = 100, prompt_after: int | None = None,
                  on_state: Callable[[str], None] | None = None,
-                 reserve: "DescriptorReserve | None" = None):
+                 reserve: "DescriptorReserve | None" = None, log_every: float = 60.0):
         self.session = session
         self.inbox = inbox
         self.console = console
@@ -57,6 +62,7 @@ class Loop:
         self.on_state = on_state or (lambda state: None)
         self.reserve = reserve
         self.stop_reason: str | None = None
+        self._last_interrupt = float("-inf")
         self.want_prompt = session.mode == "interactive" and prompt_after is None
         self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue]] = queue.Queue()
         self._inputs: queue.Queue[str] = queue.Queue()
@@ -64,6 +70,8 @@ class Loop:
         self._sinks_lock = threading.Lock()
         self._stdout_piped = False
         self._stdin_piped = False
+        self.log_every = log_every
+        self.logged: Progress | None = None  # the progress in the log, once detached
         self.progress = None if not console.shows_progress else Progress(
             console.show_progress, session.step_count,
             None if steps is None else session.step_count + steps)
@@ -95,7 +103,9 @@ class Loop:
             hit = session.advance(self._next_chunk(min(bounds, default=None)),
                                   adapt=self.fixed_chunk is None)
             self._emit_output()
-            if self.progress is not None and not self._stdout_piped:
+            if self.console.detached:
+                self._log_progress()
+            elif self.progress is not None and not self._stdout_piped:
                 self.progress.update(session.step_count)
             if hit is not None:
                 self._on_breakpoint(hit)
@@ -104,6 +114,19 @@ class Loop:
                 self.want_prompt = True
             if self.checkpoint and time.monotonic() - session.last_save >= self.checkpoint:
                 self._checkpoint()
+
+    def _log_progress(self) -> None:
+        """A detached agent's progress, in its log by time (every
+        ``log_every`` seconds of running)."""
+        if not self.log_every:
+            return
+        if self.logged is None:
+            session = self.session
+            self.logged = Progress(
+                lambda text: self.console.tell(f"{now_iso()} {text}"), session.step_count,
+                None if self.steps is None else session.start_steps + self.steps,
+                interval=self.log_every)
+        self.logged.update(self.session.step_count)
 
     def step(self, n: int | None, interrupted: Callable[[], bool] = lambda: False) -> Stop | None:
         """Take ``n`` steps (``None``: until stopped) for the prompt or the
@@ -172,10 +195,21 @@ class Loop:
         if name in ENDING:
             self.stop_reason = self.stop_reason or name  # a second one starts no second save
         elif name == "SIGINT":
+            now = time.monotonic()
+            if self.session.state == STANDBY and now - self._last_interrupt <= SECOND_CTRL_C_S:
+                console.tell(f"Ctrl-C twice: saving at step {self.session.step_count} and "
+                             "stopping")
+                self.stop_reason = self.stop_reason or "Ctrl-C twice"
+                return
+            self._last_interrupt = now
             self.set_state(STANDBY)
-            prompt = "Ctrl-Z opens the prompt, " if self.can_prompt else ""
-            console.tell(f"standby at step {self.session.step_count} (SIGCONT resumes, "
-                         f"{prompt}'hera down' saves and stops)")
+            if self.can_prompt:
+                console.tell(f"standby at step {self.session.step_count}: Ctrl-C again within "
+                             f"{SECOND_CTRL_C_S:.0f} s saves and stops; Ctrl-Z opens the prompt "
+                             "(Ctrl-D there runs on); 'hera signal SIGCONT' runs on")
+            else:
+                console.tell(f"standby at step {self.session.step_count} (SIGCONT resumes, "
+                             f"'hera down' saves and stops)")
         elif name == "SIGCONT":
             if self.session.state != RUNNING:
                 self.set_state(RUNNING)

@@ -27,6 +27,27 @@ def test_a_terminal_sees_the_progress_line_and_then_the_down_line(world):
     child.expect(pexpect.EOF)
 
 
+def test_ctrl_c_says_how_to_go_on_and_a_second_one_saves_and_stops(world):
+    agent_id, path = world.build()
+    world.run("up", path.name, "--steps", "10")
+    child = pexpect.spawn(sys.executable, ["-m", "hera", "up", path.name],
+                          cwd=str(world.workdir), env=world.env, encoding="utf-8", timeout=120,
+                          dimensions=(40, 200))
+    child.expect(r"\rstep [\d,]+ · ")
+    child.sendintr()
+    child.expect(r"standby at step (\d+): Ctrl-C again within 2 s saves and stops; Ctrl-Z "
+                 r"opens the prompt \(Ctrl-D there runs on\); 'hera signal SIGCONT' runs on")
+    standby = int(child.match.group(1))
+    child.sendintr()
+    child.expect(rf"Ctrl-C twice: saving at step {standby} and stopping")
+    child.expect(rf"down \S+ \(\S+\) at step {standby} .*; ctrl-c twice\)")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    row = world.row(agent_id)
+    assert (row["status"], row["steps"]) == ("down", standby)
+
+
 def test_piped_or_silent_there_is_no_progress_line(world):
     _, path = world.build()
     piped = world.run("up", path.name, "--steps", "300000").stdout

@@ -57,6 +57,21 @@ def test_sigint_is_standby_and_sigcont_resumes(world):
     assert read_header(cached).meta["steps"] > first
 
 
+def test_a_second_sigint_saves_and_stops_only_within_two_seconds(world):
+    agent_id, cached, proc = _up(world)
+    proc.send_signal(signal.SIGINT)
+    world.wait_for(agent_id, "standby", proc)
+    time.sleep(2.3)
+    proc.send_signal(signal.SIGINT)  # too late to count as the second: still standby
+    time.sleep(0.5)
+    assert proc.poll() is None and world.row(agent_id)["status"] == "standby"
+    proc.send_signal(signal.SIGINT)  # within 2 s of the one before: saves and stops
+    assert proc.wait(timeout=60) == 0
+    assert "Ctrl-C twice: saving at step" in proc.stdout.read()
+    assert world.row(agent_id)["status"] == "down"
+    assert InstanceFile.read(cached).steps == _steps(world, agent_id) > 20
+
+
 def test_sigterm_saves_and_a_second_one_does_not_save_twice(world):
     agent_id, cached, proc = _up(world)
     proc.send_signal(signal.SIGTERM)
