@@ -1,7 +1,8 @@
 """The progress line of an agent running in the foreground on a terminal:
 its step, steps per second and, with a step budget, the time left, redrawn
 in place. Nothing is shown when stdout is not a terminal, with --silent, or
-once the agent is detached."""
+once the agent is detached: a detached agent (a daemon) writes the same line
+to its log instead, with the time, every ``--log-every`` seconds."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ class Progress:
     step counts it is given."""
 
     def __init__(self, show: Callable[[str], None], start_step: int, goal: int | None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, interval: float = INTERVAL):
         self.show = show
         self.goal = goal
+        self.interval = interval
         self.clock = clock
         self.last_time = clock()
         self.last_step = start_step
@@ -31,7 +33,7 @@ class Progress:
         """Note that the agent is at ``step``; redraw if it is time."""
         now = self.clock()
         elapsed = now - self.last_time
-        if elapsed < INTERVAL:
+        if elapsed < self.interval:
             return
         current = (step - self.last_step) / elapsed
         # a light smoothing, so that time left does not jump with each chunk

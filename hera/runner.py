@@ -54,6 +54,7 @@ class UpOptions:
     prompt_after: int | None = None
     breakpoints: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     output_every: int = 100
+    log_every: float = 60.0  # seconds between progress lines in a daemon's log; 0: none
 
 
 @dataclass(frozen=True)
@@ -239,11 +240,14 @@ class Run:
             why = failure.message if isinstance(failure, HeraError) else \
                 f"{type(failure).__name__}: {failure}"
             self.outcome = {"outcome": "failed" if session else "not started", "error": why}
+        ended = dict(reason=self.reason,
+                     steps=session.step_count if session else target.header.meta["steps"],
+                     saved_steps=session.saved_steps if session else target.header.meta["steps"],
+                     **self.outcome)
         # 'hera down' reads this through its own descriptor once the lock is free
-        _record(self.lock, op="ended", reason=self.reason,
-                steps=session.step_count if session else target.header.meta["steps"],
-                saved_steps=session.saved_steps if session else target.header.meta["steps"],
-                **self.outcome)
+        _record(self.lock, op="ended", **ended)
+        if session is not None:  # for 'hera agents': the pid-file goes with the lock
+            target.store.note_ended(target.id, {**ended, "ended": now_iso()})
         if self.server is not None:
             self.server.close()
         self.reserve.release()
@@ -276,7 +280,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             loop = Loop(session, inbox, run.console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
                         prompt_after=options.prompt_after, on_state=run.record,
-                        reserve=run.reserve)
+                        reserve=run.reserve, log_every=options.log_every)
             run.serve(loop.handle_request, loop.stream, options.steps)
             if ready is not None:
                 ready({"id": session.id, "callsign": session.callsign, "pid": os.getpid(),

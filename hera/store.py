@@ -36,6 +36,8 @@ class AgentEntry:
     holder: Holder | None
     #: the record of a run that ended without cleaning up (killed), if any
     stale: dict[str, Any] | None = None
+    #: how its last run ended, as noted at its end
+    ended: dict[str, Any] | None = None
 
     @property
     def killed(self) -> bool:
@@ -114,6 +116,33 @@ class AgentStore:
         """The note an uninstall leaves: where the agent went, at which step."""
         return self.dir / f"{agent_id}.uninstalled"
 
+    def ended_path(self, agent_id: str) -> Path:
+        """The note of how the agent's last run ended."""
+        return self.dir / f"{agent_id}.ended"
+
+    def note_ended(self, agent_id: str, record: dict[str, Any]) -> None:
+        """Keep how the agent's run ended (the pid-file that said so goes
+        with the lock); a store that cannot take it costs the note only."""
+        try:
+            self._write(self.ended_path(agent_id), [json.dumps(record).encode()])
+        except HeraError:
+            pass
+
+    def last_run(self, agent_id: str) -> dict[str, Any] | None:
+        """How the agent's last run ended, as :meth:`note_ended` kept it."""
+        return self._read_note(self.ended_path(agent_id))
+
+    def _read_note(self, path: Path) -> dict[str, Any] | None:
+        """A small JSON object the store keeps beside an agent, or ``None``."""
+        try:
+            with self.acting():
+                fd = open_regular(path, os.O_RDONLY)
+                with os.fdopen(fd, "rb") as note:
+                    record = json.loads(note.read(4096))
+        except (OSError, HeraError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
     def remember_uninstall(self, meta: dict[str, Any], where: Path) -> None:
         """Note that the agent of ``meta`` left the store for ``where``, so that
         an earlier copy (its build file) is not quietly installed in its place."""
@@ -123,13 +152,7 @@ class AgentStore:
 
     def uninstall_record(self, agent_id: str) -> dict[str, Any] | None:
         """The note of the agent's uninstall, if it was uninstalled from here."""
-        try:
-            with self.acting():
-                fd = open_regular(self.uninstalled_path(agent_id), os.O_RDONLY)
-                with os.fdopen(fd, "rb") as note:
-                    record = json.loads(note.read(4096))
-        except (OSError, HeraError, ValueError):
-            return None
+        record = self._read_note(self.uninstalled_path(agent_id))
         if not (isinstance(record, dict) and type(record.get("steps")) is int
                 and type(record.get("incarnation")) is int):
             return None
@@ -196,7 +219,8 @@ class AgentStore:
         pid_path = self.pid_path(header.id)
         holder = read_holder(pid_path, self.owner)
         stale = read_stale(pid_path, self.owner) if holder is None else None
-        return AgentEntry(header, self.scope, holder, stale)
+        ended = self.last_run(header.id) if holder is None else None
+        return AgentEntry(header, self.scope, holder, stale, ended)
 
     def holder(self, agent_id: str) -> Holder | None:
         """Who holds the agent's pid-file now, if anyone."""
@@ -330,3 +354,8 @@ class AgentStore:
             return
         except OSError as exc:
             raise HeraError(f"cannot remove {path}: {exc.strerror}") from None
+        try:  # the note of its last run goes with it
+            with self.acting():
+                os.unlink(self.ended_path(agent_id))
+        except OSError:
+            pass

@@ -415,4 +415,7 @@ def test_a_step_that_fails_downs_the_agent_without_saving_over_its_last_save(wor
         in down
     row = world.row(agent_id)
     assert (row["status"], row["steps"]) == ("down", 4)  # the lock is free, the save kept
+    last = row["last_run"]
+    assert (last["outcome"], last["steps_lost"]) == ("failed", 6)
+    assert last["error"] == "RuntimeError: the family broke"
     assert InstanceFile.read(world.workdir / f"{agent_id}.rescue.json").steps == 10

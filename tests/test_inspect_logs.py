@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,25 @@ def test_tail_starts_where_the_last_lines_begin(lines, ending, count, block):
     data = b"\n".join(lines) + (b"\n" if ending and lines else b"")
     start = _start_of_last_lines(io.BytesIO(data), count, block)
     assert data[start:] == b"".join(data.splitlines(keepends=True)[-count:])
+
+
+def test_a_daemon_logs_its_progress_by_time(world):
+    agent_id, path = world.build()
+    world.run("up", path.name, "--daemon", "--steps", "100000000", "--log-every", "0.3")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lines = [ln for ln in world.run("logs", "--uuid", agent_id).stdout.splitlines()
+                     if " · " in ln]
+            if len(lines) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        steps = []
+        for ln in lines:
+            found = re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00 step ([\d,]+) of 100,000,000 · "
+                                 r"[\d.]+[kM]? steps/s · .+ left", ln)
+            assert found, ln
+            steps.append(int(found.group(1).replace(",", "")))
+        assert len(steps) >= 3 and steps == sorted(steps) and steps[0] < steps[-1]
+    finally:
+        world.run("down", "--uuid", agent_id)

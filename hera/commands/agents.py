@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     headers = ["ID", "CALLSIGN", "FAMILY/LAYOUT", "STATUS", "STEPS", "PID", "DEVICE", "MODE",
-               "UPTIME", "STEPS/S"]
+               "UPTIME", "STEPS/S", "LAST RUN"]
     if args.all:
         headers.insert(0, "OWNER")
     table = []
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         cells = [row["id"][:8], row["callsign"], f"{row['family']}/{row['layout']}", row["status"],
                  row["steps"], row["pid"] or "-", row["device"] or "-", row["mode"] or "-",
                  "-" if row["uptime"] is None else duration(row["uptime"]),
-                 "-" if row["steps_per_s"] is None else human_count(round(row["steps_per_s"]))]
+                 "-" if row["steps_per_s"] is None else human_count(round(row["steps_per_s"])),
+                 last_run_cell(row["last_run"])]
         if args.all:
             cells.insert(0, row["scope"])
         table.append(cells)
@@ -98,7 +99,42 @@ def agent_row(entry) -> dict:
         "uptime": _uptime(holder.started) if entry.is_up else None,
         "start_steps": info.get("start_steps") if entry.is_up else None,
         "steps_per_s": None,  # filled in by live(): the mean since it came up
+        "last_run": last_run(entry),
     }
+
+
+def last_run(entry) -> dict | None:
+    """How the agent's last run ended, for an agent that is not up: its
+    ``outcome`` (``saved``, ``killed``, ``failed``, ``not saved``, ``save
+    failed``), ``reason``, ``steps_lost`` (``None`` for a killed run: it
+    could not say how far it got after its last save), ``ended`` (when, if
+    known) and ``error``."""
+    if entry.is_up:
+        return None
+    if entry.killed:
+        return {"outcome": "killed", "reason": None, "steps_lost": None, "ended": None,
+                "error": None}
+    record = entry.ended
+    if not record or not isinstance(record.get("outcome"), str):
+        return None
+    lost = _whole(record.get("steps")) - _whole(record.get("saved_steps"))
+    return {"outcome": record["outcome"], "reason": record.get("reason"),
+            "steps_lost": max(lost, 0), "ended": record.get("ended"),
+            "error": record.get("error")}
+
+
+def last_run_cell(last: dict | None) -> str:
+    """``saved``, ``killed, unsaved steps lost``, ``failed, 40 steps lost``…"""
+    if last is None:
+        return "-"
+    lost = last["steps_lost"]
+    if lost is None:
+        return f"{last['outcome']}, unsaved steps lost"
+    return f"{last['outcome']}, {lost:,} steps lost" if lost else last["outcome"]
+
+
+def _whole(value) -> int:
+    return value if type(value) is int else 0
 
 
 def _uptime(started: float | None) -> float | None:

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checked every step (repeatable)")
     parser.add_argument("--output-every", type=positive_int, default=100, metavar="N",
                         help="steps per output line when output is piped or streamed (default: 100)")
+    parser.add_argument("--log-every", type=seconds, default=60.0, metavar="SECONDS",
+                        help="a detached agent (--daemon) writes its progress to its log every "
+                             "SECONDS of running (default: 60; 0: never)")
     parser.add_argument("--keep", choices=("installed", "file"),
                         help="when FILE and the installed agent hold different states: run the "
                              "installed one, or FILE (the installed copy is then saved to "
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                silent=bool(args.silent or args.json), checkpoint=args.checkpoint,
                                mode=mode,
                                prompt_after=args.prompt_after, breakpoints=breakpoints,
-                               output_every=args.output_every)
+                               output_every=args.output_every, log_every=args.log_every)
     if mode != "daemon":
         result = runner.up(plugins, target, options)
         if args.json:
