@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("HERA_DEBUG", "") not in ("", "0")
     try:
         parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (hera.completion)
+            from hera.completion import complete
+
+            complete(parser)
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
