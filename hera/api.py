@@ -348,6 +348,17 @@ class Agent(_Driven):
             self._check_up()
             self._session.freeze(frozen)
 
+    def activity(self) -> dict[str, tuple[int, int]]:
+        """Spikes of each population since this up began, with the
+        population's size: ``{"layer 1": (spikes, neurons), …}`` (the
+        family's ``hera_activity``). Rates come from two readings' difference."""
+        with self._lock:
+            self._check_up()
+            counts = self._session.activity()
+        if counts is None:
+            raise HeraError(f"family {self.family} does not count its spikes")
+        return counts
+
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent by name (dynamic ones
         prefixed ``state.``)."""
@@ -581,6 +592,11 @@ class RemoteAgent(_Driven):
 
     def output_line(self) -> str:
         return self._request("output")["line"]
+
+    def activity(self) -> dict[str, tuple[int, int]]:
+        """As :meth:`Agent.activity` (since the daemon's up began)."""
+        counts = self._request("activity")["activity"]
+        return {name: (spikes, size) for name, (spikes, size) in counts.items()}
 
     def _set_frozen(self, frozen: bool) -> None:
         self._request("freeze", frozen=frozen)

@@ -74,7 +74,7 @@ class Loop:
         self.logged: Progress | None = None  # the progress in the log, once detached
         self.progress = None if not console.shows_progress else Progress(
             console.show_progress, session.step_count,
-            None if steps is None else session.step_count + steps)
+            None if steps is None else session.step_count + steps, spikes=session.spikes)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class Loop:
             self.logged = Progress(
                 lambda text: self.console.tell(f"{now_iso()} {text}"), session.step_count,
                 None if self.steps is None else session.start_steps + self.steps,
-                interval=self.log_every)
+                interval=self.log_every, spikes=session.spikes)
         self.logged.update(self.session.step_count)
 
     def step(self, n: int | None, interrupted: Callable[[], bool] = lambda: False) -> Stop | None:

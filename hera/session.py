@@ -59,6 +59,7 @@ class AgentSession:
         self._serialize = hook.hera_serialize
         self._encode, self._decode = hook.hera_encode_input, hook.hera_decode_output
         self._output_array, self._freeze = hook.hera_output_array, hook.hera_freeze
+        self._activity = hook.hera_activity
         self.instance = instance
         self.store = store
         self.family = instance.family
@@ -187,6 +188,19 @@ class AgentSession:
         if not self._freeze(family=self.family, agent=self.handle, frozen=bool(frozen)):
             raise HeraError(f"family {self.family} cannot freeze its learning")
 
+    def activity(self) -> dict[str, tuple[int, int]] | None:
+        """Spikes of each population since the agent was loaded, with its
+        size (``None``: the family does not count them)."""
+        counts = self._activity(family=self.family, agent=self.handle)
+        return None if counts is None else {str(name): (int(spikes), int(size))
+                                            for name, (spikes, size) in counts.items()}
+
+    def spikes(self) -> int | None:
+        """All spikes counted since the agent was loaded (``None``: the
+        family does not count them)."""
+        counts = self.activity()
+        return None if counts is None else sum(spikes for spikes, _ in counts.values())
+
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent, learned and dynamic
         (dynamic ones prefixed ``state.``), for inspection."""
@@ -257,6 +271,12 @@ def answer(session: AgentSession, request: dict[str, Any]) -> dict[str, Any] | N
         return {"tensors": {name: {"dtype": str(t.dtype).removeprefix("torch."),
                                    "shape": list(t.shape)}
                             for name, t in session.tensors().items()}}
+    elif cmd == "activity":
+        counts = session.activity()
+        if counts is None:
+            raise HeraError(f"family {session.family} does not count its spikes")
+        return {"step": session.step_count,
+                "activity": {name: list(pair) for name, pair in counts.items()}}
     elif cmd == "save":
         session.save()
     else:

@@ -175,3 +175,10 @@ def hera_freeze(family: str, agent: Any, frozen: bool) -> bool | None:
         return None
     agent.set_frozen(frozen)
     return True
+
+
+@hookimpl
+def hera_activity(family: str, agent: Any) -> dict | None:
+    if family != NAME:
+        return None
+    return agent.activity_counts()

@@ -46,7 +46,7 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=c+
 
 #: What a sheet hands the step, in order (see ``cpu_step.cpp``).
 STATE_DTYPES = ("float32", "int32", "float32", "float32", "float32", "float32", "int32",
-                "float32", "int64", "uint8")
+                "float32", "int64", "uint8", "int64")
 SYNAPSE_DTYPES = ("float32", "int32", "int32", ("int32", "int64"), "int32")
 VALUES, SIZES = 14, 10
 

@@ -124,7 +124,9 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
 // state: membrane f32[N], refractory i32[N], thresholds f32[N], current f32[N],
 //        pre_trace f32[I+N], post_trace f32[N], ring i32[L, N],
 //        input_rates f32[I], output_counts i64[N - output_start],
-//        given u8[I] (input spikes given for the first step: cleared after it)
+//        given u8[I] (input spikes given for the first step: cleared after it),
+//        activity i64[I+N] (spikes of each input and neuron, counted up: not
+//        part of the agent's state, for watching it)
 // synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
 //           incoming_weight i32[N, I+K] (i64 when `wide`), incoming_source i32[N, I+K]
 // values: 14 doubles, sizes: 10 integers (see cpu_backend.py).
@@ -160,6 +162,7 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
   const float* input_rates = static_cast<const float*>(state[7]);
   int64_t* output_counts = static_cast<int64_t*>(state[8]);
   uint8_t* given = static_cast<uint8_t*>(state[9]);
+  int64_t* activity = static_cast<int64_t*>(state[10]);
 
   float* weights = static_cast<float*>(synapses[0]);
   const int32_t* targets = static_cast<const int32_t*>(synapses[1]);
@@ -189,7 +192,10 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
       const bool spike = u[i] < input_rates[i] || (forced && forced[i]) ||
                          (step == 0 && given[i]);
       input_spikes[i] = spike ? 1.0f : 0.0f;
-      if (spike) fired_inputs.push_back(i);
+      if (spike) {
+        fired_inputs.push_back(i);
+        ++activity[i];
+      }
     }
     if (step == 0) std::fill(given, given + I, uint8_t{0});
 
@@ -211,7 +217,10 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
       if (winner >= 0) fired.push_back(winner);
     }
     std::fill(spikes.begin(), spikes.end(), 0.0f);
-    for (int64_t j : fired) spikes[j] = 1.0f;
+    for (int64_t j : fired) {
+      spikes[j] = 1.0f;
+      ++activity[I + j];
+    }
     for (int64_t j = 0; j < N; ++j) {
       const bool fire = spikes[j] != 0.0f;
       membrane[j] = fire ? 0.0f : membrane[j];

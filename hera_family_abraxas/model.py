@@ -190,6 +190,9 @@ class Sheet:
             self.frozen = False
         else:
             self._restore(state)
+        #: Spikes of each input channel, then of each neuron, since the sheet
+        #: was loaded: for watching it (hera_activity), not part of its state.
+        self.activity = torch.zeros(self.sources, dtype=torch.int64, device=dev)
         #: Whether input_spikes holds any spike (saves a look every step).
         self._given = bool(self.input_spikes.any())
 
@@ -262,7 +265,7 @@ class Sheet:
         d = self.definition
         state = [self.membrane, self.refractory, self.thresholds, self.current, self.pre_trace,
                  self.post_trace, self.ring, self.input_rates, self.output_counts,
-                 self.input_spikes]
+                 self.input_spikes, self.activity]
         synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
                     self.incoming_source]
         theta_plus, decay_theta, theta_minus, theta_floor = self._theta()
@@ -331,6 +334,8 @@ class Sheet:
         self._decay_accumulate(self.pre_trace[self.inputs:], self.decay_trace, spikes)
         self._decay_accumulate(self.post_trace, self.decay_post, spikes)
         self.output_counts += spikes[self.output_start:].long()
+        self.activity[:self.inputs] += input_spikes.long()
+        self.activity[self.inputs:] += spikes.long()
         self.t = t + 1
 
     def _spiking(self, spikes: torch.Tensor,
@@ -494,6 +499,23 @@ class Sheet:
             view[n:] = float(self.definition["input_rate"])
         if not on_cpu:
             target.copy_(torch.from_numpy(view))
+
+    def populations(self) -> list[tuple[str, int, int]]:
+        """``(name, start, stop)`` of each population in :attr:`activity`:
+        the input channels, then each layer (the last is the output area)."""
+        d = self.definition
+        size = layouts.first_layer_size(d)
+        found = [("inputs", 0, self.inputs)]
+        for layer in range(d["depth"]):
+            start = self.inputs + layer * size
+            found.append((f"layer {layer + 1}", start, start + size))
+        return found
+
+    def activity_counts(self) -> dict[str, tuple[int, int]]:
+        """Spikes of each population since the sheet was loaded, and its size."""
+        counts = self.activity.to("cpu")
+        return {name: (int(counts[start:stop].sum()), stop - start)
+                for name, start, stop in self.populations()}
 
     def take_output(self) -> list[int]:
         """Spike counts of the output area since the last call."""

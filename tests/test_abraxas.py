@@ -162,7 +162,8 @@ def test_the_random_draws_are_a_function_of_the_seed_and_the_step():
 def triton_matches_torch(definition: str, steps: str) -> bool:
     """Whether a sheet on hera.kernels' Triton kernels (interpreted on the
     CPU, in a process of its own) ends bit for bit where the torch backend
-    does, state and weights included, having learned something.
+    does, state and weights included, having learned something, and has
+    counted the same spikes (its activity).
 
     :param definition: an expression for the definition.
     :param steps: code that drives the sheet ``s`` (one line per statement).
@@ -179,10 +180,11 @@ def triton_matches_torch(definition: str, steps: str) -> bool:
         "for backend in ('torch', 'triton'):",
         "    s = model.Sheet(d, model.zero_parameters(d), None, 'cpu', 3, backend=backend)",
         *(f"    {line}" for line in steps.splitlines()),
-        "    runs.append(s.snapshot())",
-        "a, b = runs",
+        "    runs.append((s.snapshot(), s.activity.clone()))",
+        "(a, counted_a), (b, counted_b) = runs",
         "same = all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)",
         "same &= all(torch.equal(a.state.tensors[k], b.state.tensors[k]) for k in a.state.tensors)",
+        "same &= torch.equal(counted_a, counted_b) and bool(counted_a.any())",
         "print('same' if same and a.tensors['weights'].any() else 'different')", ""])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})

@@ -335,3 +335,24 @@ def test_the_freeze_hook_freezes_all_adaptation():
     assert hook.hera_freeze(family="abraxas", agent=sheet, frozen=False) is True
     sheet.run(80)
     assert not all(torch.equal(before[k], t) for k, t in _learned(sheet).items())
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 2**31), st.sampled_from(["example", "small"]))
+def test_activity_counts_every_spike_alike_on_torch_and_the_compiled_step(cpp_backend, steps,
+                                                                         seed, layout):
+    """hera_activity: per population, the spikes since load, the same on
+    every backend; the output layer's agree with the output counts."""
+    d = layouts.definition_for(layout, {"noise": 1.0})
+    sheets = [Sheet(d, model.built_parameters(d), None, "cpu", seed, backend=backend)
+              for backend in ("torch", "cpp")]
+    for sheet in sheets:
+        sheet.set_input([1.0, 0.7, 0.3] * 30)
+        sheet.run(steps)
+    torch_sheet, cpp_sheet = sheets
+    assert torch.equal(torch_sheet.activity, cpp_sheet.activity)
+    counts = load_plugins().hook.hera_activity(family="abraxas", agent=cpp_sheet)
+    assert list(counts) == ["inputs"] + [f"layer {k + 1}" for k in range(d["depth"])]
+    assert counts["inputs"][0] > 0 and counts["inputs"][1] == d["inputs"]
+    assert counts[f"layer {d['depth']}"][0] == sum(cpp_sheet.take_output())
+    assert sum(size for _, size in counts.values()) == d["inputs"] + layouts.neuron_count(d)

@@ -143,7 +143,7 @@ def test_a_daemon_logs_its_progress_by_time(world):
         steps = []
         for ln in lines:
             found = re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00 step ([\d,]+) of 100,000,000 · "
-                                 r"[\d.]+[kM]? steps/s · .+ left", ln)
+                                 r"[\d.]+[kM]? steps/s · [\d.]+[kM]? spikes/s · .+ left", ln)
             assert found, ln
             steps.append(int(found.group(1).replace(",", "")))
         assert len(steps) >= 3 and steps == sorted(steps) and steps[0] < steps[-1]

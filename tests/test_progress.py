@@ -18,7 +18,8 @@ def test_a_terminal_sees_the_progress_line_and_then_the_down_line(world):
     child = pexpect.spawn(sys.executable, ["-m", "hera", "up", path.name, "--steps", "4000000"],
                           cwd=str(world.workdir), env=world.env, encoding="utf-8", timeout=120,
                           dimensions=(40, 200))
-    child.expect(r"\rstep ([\d,]+) of 4,000,010 · [\d.]+[kM]? steps/s · [^\r\n]+ left\x1b\[K")
+    child.expect(r"\rstep ([\d,]+) of 4,000,010 · [\d.]+[kM]? steps/s · [\d.]+[kM]? spikes/s · "
+                 r"[^\r\n]+ left\x1b\[K")
     first = int(child.match.group(1).replace(",", ""))
     child.expect(r"\rstep ([\d,]+) of 4,000,010")
     assert int(child.match.group(1).replace(",", "")) > first, "the line moves on"
@@ -73,6 +74,23 @@ def test_the_line_is_redrawn_at_most_every_interval_with_a_smoothed_rate():
     progress.update(3_100)               # 2,000 steps/s now, smoothed toward it
     assert shown[-1] == "step 3,100 of 10,100 · 1.7k steps/s · 4.1 s left"
     assert line(5, None, 12_345.0) == "step 5 · 12.3k steps/s"  # no budget: no time left
+
+
+def test_spikes_per_second_come_from_the_counts_read_at_each_redraw():
+    now, spikes, reads = [0.0], [500], []
+
+    def count() -> int:
+        reads.append(now[0])
+        return spikes[0]
+
+    shown: list[str] = []
+    progress = Progress(shown.append, 0, None, clock=lambda: now[0], spikes=count)
+    now[0], spikes[0] = 0.2, 900
+    progress.update(100)                 # not drawn: the counts are not read either
+    assert shown == [] and reads == [0.0]
+    now[0], spikes[0] = 1.0, 2_500
+    progress.update(1_000)
+    assert shown == ["step 1,000 · 1k steps/s · 2k spikes/s"]
 
 
 def test_durations_read_as_a_person_would_say_them():

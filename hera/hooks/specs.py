@@ -336,3 +336,23 @@ def hera_freeze(family: str, agent: Any, frozen: bool) -> "bool | None":
 
     .. versionadded:: 0.2
     """
+
+
+@hookspec(firstresult=True)
+def hera_activity(family: str, agent: Any) -> "dict[str, tuple[int, int]] | None":
+    """Count what a live agent has done: the spikes of each of its
+    populations since it was loaded, and the population's size.
+
+    Cheap enough to call several times a second: ``hera top``, the progress
+    line (spikes/s) and recordings (rates per population over time) read
+    it, and work out rates from the differences between two calls.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :return: ``{name: (spikes, size)}`` in the family's order (abraxas:
+        ``inputs``, ``layer 1`` … ``layer D``, the last being the output
+        area), or ``None`` when this plugin is not ``family``. Stops at the
+        first non-``None`` result.
+
+    .. versionadded:: 0.2
+    """
