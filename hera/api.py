@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy
 
     from hera.manager import Target
+    from hera.recording import Recording
     from hera.runner import Run
 
 #: Seconds between checkpoints when neither the call nor a config file says.
@@ -231,6 +232,7 @@ class Agent(_Driven):
 
     def _begin(self) -> None:
         """Start watching for signals and requests, and for the program's end."""
+        self._run.stepping = True
         _SIGNALS.add(self)
         threading.Thread(target=self._watch, name=f"hera-agent-{self.id[:8]}",
                          daemon=True).start()
@@ -358,6 +360,44 @@ class Agent(_Driven):
         if counts is None:
             raise HeraError(f"family {self.family} does not count its spikes")
         return counts
+
+    def record(self, *, spikes: list[str] | list[int] | None = None, rates: int | None = None,
+               traces: dict[str, list[int] | list[str]] | None = None, every: int = 1,
+               weights: int | None = None, max_bytes: int | None = None) -> "Recording":
+        """Start recording from the next step (a recording under way is
+        stopped first); return it. See docs/python-api.md.
+
+        :param spikes: population names (``"layer 3"``) or neuron numbers
+            whose spikes to keep, at the exact step.
+        :param rates: bin width in steps of the rates per population.
+        :param traces: variable (abraxas: ``membrane``, ``threshold``) →
+            neuron numbers or populations, sampled every ``every`` steps.
+        :param weights: steps between snapshots of the learned tensors.
+        :param max_bytes: the most it may hold (default 256 MiB); past it,
+            it stops and says so.
+        :raises HeraError: an unknown population, neuron or variable;
+            nothing is recorded then.
+        """
+        from hera.recording import DEFAULT_MAX_BYTES, Recording, RecordSpec
+
+        spec = RecordSpec(spikes=spikes, rates=rates, traces=dict(traces or {}), every=every,
+                          weights=weights,
+                          max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        with self._lock:
+            self._check_up()
+            recording = Recording(self._session, spec, self._run.console.warn)
+            if self._session.recording is not None:
+                self._session.recording.stop()
+            self._session.recording = recording
+            return recording
+
+    def stop_recording(self) -> "Recording | None":
+        """Stop the recording under way, if any; return it."""
+        with self._lock:
+            recording, self._session.recording = self._session.recording, None
+        if recording is not None:
+            recording.stop()
+        return recording
 
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent by name (dynamic ones

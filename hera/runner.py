@@ -55,6 +55,7 @@ class UpOptions:
     breakpoints: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     output_every: int = 100
     log_every: float = 60.0  # seconds between progress lines in a daemon's log; 0: none
+    record: Any = None  # hera.recording.RecordOptions: what to record, where it goes
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class UpResult:
     path: Path | None
     #: wall time of the stepping loop (paused time included; 0 if it never ran)
     seconds: float = 0.0
+    #: where the recording went (--record), and why it did not, if it did not
+    recording: Path | None = None
+    recording_error: str | None = None
 
 
 def resource_report(plugins: Plugins, instance: InstanceFile, device: str) -> ResourceReport | None:
@@ -117,6 +121,8 @@ class Run:
         self.reason = "not started"
         #: how the run ended, for the pid-file's last record (None: failed)
         self.outcome: dict[str, Any] | None = None
+        #: whether it got as far as stepping (else it did not start)
+        self.stepping = False
 
     def tell(self, text: str) -> None:
         """Say ``text`` where this run's banner lines go."""
@@ -239,14 +245,15 @@ class Run:
             failure = sys.exc_info()[1]
             why = failure.message if isinstance(failure, HeraError) else \
                 f"{type(failure).__name__}: {failure}"
-            self.outcome = {"outcome": "failed" if session else "not started", "error": why}
+            self.outcome = {"outcome": "failed" if self.stepping else "not started",
+                            "error": why}
         ended = dict(reason=self.reason,
                      steps=session.step_count if session else target.header.meta["steps"],
                      saved_steps=session.saved_steps if session else target.header.meta["steps"],
                      **self.outcome)
         # 'hera down' reads this through its own descriptor once the lock is free
         _record(self.lock, op="ended", **ended)
-        if session is not None:  # for 'hera agents': the pid-file goes with the lock
+        if self.stepping:  # for 'hera agents': the pid-file goes with the lock
             target.store.note_ended(target.id, {**ended, "ended": now_iso()})
         if self.server is not None:
             self.server.close()
@@ -270,13 +277,17 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     for spec in options.breakpoints:
         Breakpoint(**spec)  # a bad breakpoint fails before anything is loaded
     run = Run(plugins, target, options.mode, options.silent, say)
-    path, elapsed = None, 0.0
+    path, elapsed, recorded, recording_error = None, 0.0, None, None
     with SignalInbox() as inbox:
         try:
             run.start()
             session = run.load(options.device)
             for spec in options.breakpoints:
                 session.add_breakpoint(**spec)
+            if options.record is not None:  # a bad population or neuron fails here
+                from hera.recording import Recording
+
+                session.recording = Recording(session, options.record.spec, run.console.warn)
             loop = Loop(session, inbox, run.console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
                         prompt_after=options.prompt_after, on_state=run.record,
@@ -287,6 +298,7 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                        "device": session.device, "backend": session.backend,
                        "socket": str(run.server.sock_path), "log": str(run.console.log_path)})
             began = time.monotonic()
+            run.stepping = True
             try:
                 reason = loop.run()
             except Exception as exc:
@@ -297,6 +309,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
                 run.not_saved(reason, "SIGABRT: terminated without saving")
             else:
                 path = run.save(reason, elapsed)
+            if session.recording is not None:  # after the agent: its state comes first
+                recorded, recording_error = _save_recording(session, options.record, run)
         finally:
             run.close()
     if run.reason == "SIGQUIT":
@@ -306,7 +320,24 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     session = run.session
     return UpResult(target.id, target.header.callsign, session.done if session else 0,
                     session.step_count if session else target.header.meta["steps"], run.reason,
-                    path, elapsed)
+                    path, elapsed, recorded, recording_error)
+
+
+def _save_recording(session: AgentSession, options: Any, run: Run
+                    ) -> tuple[Path | None, str | None]:
+    """Write ``up --record``'s recording where it was asked to go; say
+    where, or why not."""
+    recording = session.recording
+    recording.stop()
+    where = options.path or Path.cwd() / f"{session.callsign}.step{recording.start_step}.npz"
+    try:
+        recording.save(where)
+    except HeraError as exc:
+        run.console.warn(exc.message)
+        return None, exc.message
+    run.tell(f"recorded steps {recording.start_step}-{recording.stopped_at} to {where}"
+             + (" (full: it stopped early)" if recording.full else ""))
+    return where, None
 
 
 def _record(lock: PidLock, **info: Any) -> None:

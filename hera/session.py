@@ -59,7 +59,9 @@ class AgentSession:
         self._serialize = hook.hera_serialize
         self._encode, self._decode = hook.hera_encode_input, hook.hera_decode_output
         self._output_array, self._freeze = hook.hera_output_array, hook.hera_freeze
-        self._activity = hook.hera_activity
+        self._activity, self._probe = hook.hera_activity, hook.hera_probe
+        #: what is being recorded (hera.recording), if anything
+        self.recording: Any = None
         self.instance = instance
         self.store = store
         self.family = instance.family
@@ -119,6 +121,8 @@ class AgentSession:
                 raise HeraError(f"family {self.family} did not step")
             self.step_count += taken
             left -= taken
+            if self.recording is not None:
+                self.recording.after(self.step_count)
             if adapt:
                 per_step = (time.perf_counter() - began) / taken
                 self.chunk = max(1, min(_MAX_CHUNK, int(CHUNK_SECONDS / max(per_step, 1e-7))))
@@ -134,6 +138,10 @@ class AgentSession:
             return 1
         distances = [d for b in self.breakpoints
                      if (d := b.steps_until(self.step_count)) is not None]
+        if self.recording is not None:  # a call ends where a sample is due
+            due = self.recording.steps_to_next(self.step_count)
+            if due is not None:
+                distances.append(due)
         return min(distances, default=_MAX_CHUNK * 100)
 
     def add_breakpoint(self, at: int | None = None, every: int | None = None,
@@ -200,6 +208,14 @@ class AgentSession:
         family does not count them)."""
         counts = self.activity()
         return None if counts is None else sum(spikes for spikes, _ in counts.values())
+
+    def probe(self, variable: str, neurons: Any) -> Any:
+        """``variable`` of ``neurons`` now (the family's ``hera_probe``)."""
+        value = self._probe(family=self.family, agent=self.handle, variable=variable,
+                            neurons=neurons)
+        if value is None:
+            raise HeraError(f"family {self.family} cannot be recorded: it has no hera_probe")
+        return value
 
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent, learned and dynamic

@@ -182,3 +182,10 @@ def hera_activity(family: str, agent: Any) -> dict | None:
     if family != NAME:
         return None
     return agent.activity_counts()
+
+
+@hookimpl
+def hera_probe(family: str, agent: Any, variable: str, neurons: Any) -> Any:
+    if family != NAME:
+        return None
+    return agent.probe(variable, neurons)

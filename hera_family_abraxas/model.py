@@ -517,6 +517,35 @@ class Sheet:
         return {name: (int(counts[start:stop].sum()), stop - start)
                 for name, start, stop in self.populations()}
 
+    #: What probe() reads, and of which neurons: spikes of any, the rest of
+    #: the sheet's neurons only (input channels have no membrane).
+    PROBED = ("spikes", "membrane", "threshold")
+
+    def probe(self, variable: str, neurons: Any) -> Any:
+        """``variable`` of ``neurons`` (numbered as :meth:`populations`: the
+        inputs first), as a NumPy array: ``spikes`` counted since load,
+        ``membrane`` the membrane potential, ``threshold`` the effective
+        threshold (the base plus the neuron's adaptive part).
+
+        :raises HeraError: an unknown variable, or a neuron it cannot have.
+        """
+        chosen = numpy.asarray(neurons, dtype=numpy.int64).reshape(-1)
+        if variable not in self.PROBED:
+            raise HeraError(f"abraxas records {', '.join(self.PROBED)}, not {variable!r}")
+        low = 0 if variable == "spikes" else self.inputs
+        bad = chosen[(chosen < low) | (chosen >= self.sources)]
+        if bad.size:
+            what = "neurons" if variable == "spikes" else f"{variable}: neurons"
+            raise HeraError(f"no neuron {int(bad[0])} to record ({what} {low}-{self.sources - 1})")
+        index = torch.from_numpy(chosen)
+        if variable == "spikes":
+            return self.activity[index.to(self.activity.device)].cpu().numpy()
+        index = (index - self.inputs).to(self.membrane.device)
+        if variable == "membrane":
+            return self.membrane[index].cpu().numpy()
+        # as the step compares it: in float32
+        return (float(self.definition["threshold"]) + self.thresholds[index]).cpu().numpy()
+
     def take_output(self) -> list[int]:
         """Spike counts of the output area since the last call."""
         return self.take_output_array().tolist()

@@ -88,3 +88,17 @@ def seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
     return value
+
+
+def byte_size(text: str) -> int:
+    """argparse type: a size in bytes, ``65536``, ``64K``, ``64M`` or ``2G``."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    word = text.strip().upper().removesuffix("B")
+    scale = units.get(word[-1:], 1)
+    try:
+        value = int(float(word[:-1] if word[-1:] in units else word) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte: {text!r}")
+    return value

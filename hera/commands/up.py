@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from hera.commands._common import (add_file_argument, add_json_option, add_scope_options,
-                                   configure, positive_int, seconds, store_for)
+                                   byte_size, configure, positive_int, seconds, store_for)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every", type=seconds, default=60.0, metavar="SECONDS",
                         help="a detached agent (--daemon) writes its progress to its log every "
                              "SECONDS of running (default: 60; 0: never)")
+    parser.add_argument("--record", action="append", metavar="WHAT[=WHICH]",
+                        help="record while it runs (repeatable): spikes[=POPULATIONS|NEURONS], "
+                             "rates[=BIN STEPS], membrane=NEURONS, threshold=NEURONS, "
+                             "weights=EVERY STEPS; e.g. --record 'spikes=layer 3' "
+                             "--record membrane=100-109 (see docs/commands.md)")
+    parser.add_argument("--record-to", metavar="PATH",
+                        help="where the recording goes when the run ends: .nwb (NWB) or .npz "
+                             "(default: ./<callsign>.step<N>.npz)")
+    parser.add_argument("--record-every", type=positive_int, default=1, metavar="N",
+                        help="steps between samples of the recorded membranes and thresholds "
+                             "(default: 1)")
+    parser.add_argument("--record-max", type=byte_size, metavar="BYTES",
+                        help="the most the recording may hold, e.g. 64M (default: 256M)")
     parser.add_argument("--keep", choices=("installed", "file"),
                         help="when FILE and the installed agent hold different states: run the "
                              "installed one, or FILE (the installed copy is then saved to "
@@ -78,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins()
     if args.simulate:
         return simulate(plugins, target, args.device)
+    if (args.record_to or args.record_max) and not args.record:
+        raise UsageError("--record-to and --record-max go with --record")
+    record = None
+    if args.record:
+        from hera.recording import parse_record_options
+
+        record = parse_record_options(args.record, args.record_every, args.record_max,
+                                      args.record_to)
     breakpoints = tuple([{"at": n} for n in args.break_at or []]
                         + [{"every": n} for n in args.break_every or []]
                         + [{"when": e} for e in args.break_when or []])
@@ -86,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                                silent=bool(args.silent or args.json), checkpoint=args.checkpoint,
                                mode=mode,
                                prompt_after=args.prompt_after, breakpoints=breakpoints,
-                               output_every=args.output_every, log_every=args.log_every)
+                               output_every=args.output_every, log_every=args.log_every,
+                               record=record)
     if mode != "daemon":
         result = runner.up(plugins, target, options)
         if args.json:
@@ -96,7 +118,13 @@ def run(args: argparse.Namespace) -> int:
                         "steps": result.total_steps, "steps_this_run": result.steps_done,
                         "reason": result.reason.lower(), "seconds": round(result.seconds, 6),
                         "steps_per_s": result.steps_done / result.seconds if result.seconds else None,
-                        "path": None if result.path is None else str(result.path)})
+                        "path": None if result.path is None else str(result.path),
+                        "recording": None if result.recording is None else str(result.recording)})
+        if result.recording_error is not None:
+            from hera.errors import HeraError
+
+            raise HeraError(f"the agent was saved, but not its recording: "
+                            f"{result.recording_error}")
         return 0 if result.reason != "SIGABRT" else 1
     from hera.daemon import run_detached
     from hera.errors import HeraError

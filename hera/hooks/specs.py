@@ -356,3 +356,25 @@ def hera_activity(family: str, agent: Any) -> "dict[str, tuple[int, int]] | None
 
     .. versionadded:: 0.2
     """
+
+
+@hookspec(firstresult=True)
+def hera_probe(family: str, agent: Any, variable: str, neurons: Any) -> "Any | None":
+    """Read one variable of chosen neurons of a live agent, for recordings.
+
+    Neurons are numbered across the populations of :func:`hera_activity`,
+    in its order: the first population's are 0 … size-1, the next's follow.
+
+    :param family: the family asked for.
+    :param agent: the ``handle`` from :func:`hera_load`.
+    :param variable: ``spikes`` (each neuron's spikes since the agent was
+        loaded, counted up: a recording takes differences), or one of the
+        family's own (abraxas: ``membrane``, ``threshold``).
+    :param neurons: a one-dimensional NumPy array of neuron numbers.
+    :return: a NumPy array, one value per neuron, or ``None`` when this
+        plugin is not ``family``. Stops at the first non-``None`` result.
+    :raises HeraError: for a variable the family does not have, or a neuron
+        it does not have or that has no such variable (naming what it has).
+
+    .. versionadded:: 0.2
+    """
