@@ -7,7 +7,7 @@ start fast; families and the runner import them when they need them.
 __version__ = "0.1.0"
 
 #: The Python API (hera.api), imported on first use: ``import hera`` stays light.
-_API = ("build", "up", "attach", "Agent", "RemoteAgent", "AgentDown")
+_API = ("build", "up", "attach", "plot", "Agent", "RemoteAgent", "AgentDown")
 __all__ = [*_API, "HeraError"]
 
 

@@ -66,6 +66,24 @@ def build(layout: str = "example", path: str | os.PathLike | None = None, *,
     return Path(built)
 
 
+def plot(kind: str, source: Any, path: str | os.PathLike | None = None, **options: Any) -> Any:
+    """Draw ``kind`` (``raster``, ``rates``, ``fields``, ``weights`` or
+    ``thresholds``) from ``source``: a recording (or its ``.npz``), an
+    agent of :func:`up`, or an instance file. Return the matplotlib figure
+    (a notebook shows it); with ``path``, also write it as PNG or SVG.
+
+    :param options: ``shape=(8, 8)``, ``neurons=[...]``, ``tensor=...`` for
+        fields, ``title=...`` for any (see docs/python-api.md).
+    :raises HeraError: a source without what ``kind`` needs, or no matplotlib.
+    """
+    from hera import plotting
+
+    fig = plotting.figure(kind, plotting.data_of(source), **options)
+    if path is not None:
+        plotting.save(fig, path)
+    return fig
+
+
 def up(agent: str | os.PathLike, *, device: str | None = None,
        checkpoint: float | None = None, system: bool = False, user: str | None = None,
        keep: str | None = None, say: Callable[[str], None] | None = None) -> "Agent":

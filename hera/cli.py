@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agents": ("hera.commands.agents", "list installed agents"),
     "inspect": ("hera.commands.inspect", "show an agent's metadata, definition and tensors"),
     "logs": ("hera.commands.logs", "show (and follow) the log of a detached agent"),
+    "plot": ("hera.commands.plot", "draw spikes, rates, input fields or weights to PNG or SVG"),
     "top": ("hera.commands.top", "watch a running agent: steps/s, spikes/s, rates per population"),
     "devices": ("hera.commands.devices", "list the devices on this host"),
     "layouts": ("hera.commands.layouts", "list the layouts of the installed families"),

@@ -230,8 +230,9 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
         + neurons * j * (index_bytes + 4) + (k + first) * 4,              # incoming; delays
         "delay buffers": (d["axon"] + 1) * neurons * 4,                  # int32 ring
         # membrane, refractory, thresholds, post trace, current, noise (4 B
-        # each); output counts (int64); pre traces; input rates and draws
-        "neuron state": neurons * 24 + output_size(d) * 8 + sources * 4 + inputs * 8,
+        # each); output counts (int64); pre traces; input rates and draws;
+        # the spike counter of every source (int64, for hera_activity)
+        "neuron state": neurons * 24 + output_size(d) * 8 + sources * 12 + inputs * 8,
         # scaled noise and spikes per neuron; the torch reference's int64
         # random-number temporaries; gathers of the spiking rows and columns
         "step temporaries": neurons * 16 + hashing + gathers + lists,

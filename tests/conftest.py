@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -108,9 +110,34 @@ def make_world(root: Path) -> HeraWorld:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> HeraWorld:
-    """A hera world of this test's own."""
-    return make_world(tmp_path)
+def world(tmp_path: Path) -> Iterator[HeraWorld]:
+    """A hera world of this test's own. An agent a failed test left up (a
+    daemon, say) is killed afterwards, so that it cannot slow the tests
+    after it."""
+    made = make_world(tmp_path)
+    yield made
+    _kill_leftovers(made.runtime)
+
+
+def _kill_leftovers(runtime: Path) -> None:
+    """SIGKILL every process that still holds a pid-file in ``runtime``."""
+    import fcntl
+
+    for pid_file in runtime.rglob("*.pid") if runtime.is_dir() else ():
+        try:
+            with open(pid_file, "rb") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    continue  # nobody holds it
+                except BlockingIOError:
+                    pid = json.loads(handle.read() or b"{}").get("pid")
+        except (OSError, ValueError):
+            continue
+        if isinstance(pid, int) and pid > 1:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture

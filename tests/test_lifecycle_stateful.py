@@ -62,7 +62,8 @@ class Lifecycle(RuleBasedStateMachine):
         path, built = manager.build(self.plugins, "tally", "example", {"size": size},
                                     self.work / "new.json")
         path.rename(self._file(built.id))
-        self.model[built.id] = {"installed": False, "steps": 0, "size": size, "left": False}
+        self.model[built.id] = {"installed": False, "steps": 0, "size": size, "left": False,
+                                "ran": False}
         note(f"build {built.id[:8]} size={size}")
 
     @precondition(lambda self: any(not m["installed"] for m in self.model.values()))
@@ -83,7 +84,7 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             target = self._target(agent_id)
         runner.up(self.plugins, target, runner.UpOptions(steps=steps), say=lambda _: None)
-        self.model[agent_id].update(installed=True, left=False)
+        self.model[agent_id].update(installed=True, left=False, ran=True)
         self.model[agent_id]["steps"] += steps
         note(f"up {agent_id[:8]} --steps {steps}")
 
@@ -107,7 +108,7 @@ class Lifecycle(RuleBasedStateMachine):
     def uninstall(self, data):
         agent_id = self._pick(data, installed=True)
         manager.uninstall(self._target(agent_id), self.work)
-        self.model[agent_id].update(installed=False, left=True)
+        self.model[agent_id].update(installed=False, left=True, ran=False)  # its note goes too
         copy = InstanceFile.read(self._file(agent_id))
         assert copy.steps == self.model[agent_id]["steps"]
         note(f"uninstall {agent_id[:8]}")
@@ -126,7 +127,10 @@ class Lifecycle(RuleBasedStateMachine):
         on_disk = sorted(p.name for p in self.store.dir.iterdir()) if self.store.dir.exists() else []
         expected = sorted([f"{i}.json" for i, m in self.model.items() if m["installed"]]
                           # the note an uninstall leaves, until the agent is back
-                          + [f"{i}.uninstalled" for i, m in self.model.items() if m["left"]])
+                          + [f"{i}.uninstalled" for i, m in self.model.items() if m["left"]]
+                          # how its last run ended, once it has run here
+                          + [f"{i}.ended" for i, m in self.model.items()
+                             if m["installed"] and m["ran"]])
         assert on_disk == expected  # no temp files, nothing extra, nothing missing
         for agent_id in (i for i, m in self.model.items() if m["installed"]):
             saved = self.store.load(agent_id)
