@@ -473,7 +473,8 @@ def _last_record(fd: int, target: Target, timeout: float,
 def grow(plugins: Plugins, target: Target, changes: dict[str, Any]) -> InstanceFile:
     """Grow a downed agent through its family's ``hera_grow``."""
     if not changes:
-        raise UsageError("nothing to grow: give PARAM=VALUE pairs, e.g. width=8")
+        raise UsageError("nothing to grow: give PARAM=VALUE pairs of the agent's layout "
+                         "parameters ('hera layouts --json' lists them)")
     store = target.store
     lock = store.lock(target.id, op="grow")
     try:
@@ -482,6 +483,7 @@ def grow(plugins: Plugins, target: Target, changes: dict[str, Any]) -> InstanceF
         grown = plugins.hook.hera_grow(
             family=instance.family, definition=dict(instance.definition),
             tensors=instance.tensors(), state=instance.state(), changes=dict(changes),
+            seed=instance.meta["seed"],
         )
         if grown is None:
             raise HeraError(f"family {instance.family} cannot grow its agents")

@@ -383,19 +383,25 @@ def _rescue_failed_run(session: AgentSession, console: Console, failure: BaseExc
 
 
 def _write_rescue(session: AgentSession) -> Path | None:
-    """Write the captured state to ``<id>.rescue.json`` in the first writable
-    place of: the working directory, the runtime dir, home."""
-    name = f"{session.id}.rescue.json"
+    """Write the captured state to ``<id>.step<N>.rescue.json`` (N its step)
+    in the first writable place of: the working directory, the runtime dir,
+    home. An older rescue file is never overwritten: a second one at the
+    same step gets ``-2``, ``-3``, …"""
     store = session.store
+    stem = f"{session.id}.step{session.instance.steps}.rescue"
     # The run dir may be another user's: written as that user (hera.privilege).
     for folder, acting in ((Path.cwd(), nullcontext), (store.run_dir, store.acting),
                            (Path.home(), nullcontext)):
-        try:
-            with acting():
-                session.instance.write(folder / name)
-        except (OSError, HeraError):
-            continue
-        return folder / name
+        for copy in range(1, 100):
+            path = folder / (f"{stem}.json" if copy == 1 else f"{stem}-{copy}.json")
+            try:
+                with acting():
+                    session.instance.write(path, exclusive=True)
+            except FileExistsError:
+                continue
+            except (OSError, HeraError):
+                break
+            return path
     return None
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hera.errors import InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
 from hera_family_abraxas import layouts
 
@@ -33,10 +34,11 @@ def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any
             state: DynamicState | None) -> Snapshot:
     """The content of a format-``data_format`` file in the current format.
 
-    :raises ValueError: for a format this family cannot read.
+    :raises InstanceFileError: for a format this family cannot read (as
+        ``hera_upgrade``'s spec asks).
     """
     if data_format not in READS:
-        raise ValueError(f"abraxas cannot read data format {data_format}")
+        raise InstanceFileError(f"abraxas cannot read data format {data_format}")
     definition = {**definition, "tau_depression": 0.0, "min_threshold": definition.get("threshold")}
     if data_format < 4:
         definition.update(target_rate=0.0, initial_weight=0.0)

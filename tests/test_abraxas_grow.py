@@ -133,3 +133,12 @@ def test_grow_through_the_command(world):
     assert world.row(agent_id)["steps"] == 70
     refused = world.run("--uuid", agent_id, "grow", "width=3", check=False)
     assert refused.returncode == 1 and "cannot shrink width from 4 to 3" in refused.stderr
+
+
+def test_grow_with_nothing_to_grow_says_what_it_takes(world):
+    agent_id, path = world.build()
+    world.run("install", path.name)
+    proc = world.run("--uuid", agent_id, "grow", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("hera: error: nothing to grow: give PARAM=VALUE pairs of the "
+                                   "agent's layout parameters ('hera layouts --json' lists them)")

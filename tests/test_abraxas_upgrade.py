@@ -13,6 +13,7 @@ import shutil
 import pytest
 import torch
 
+from hera.errors import InstanceFileError
 from hera.hooks.types import DynamicState
 from hera.instance import InstanceFile
 from hera_family_abraxas import DATA_FORMAT, layouts, model
@@ -87,7 +88,7 @@ def test_an_older_built_file_needs_nothing_but_its_format(data_format):
 
 def test_format_1_is_not_read():
     d = layouts.definition_for("example", {})
-    with pytest.raises(ValueError, match="abraxas cannot read data format 1"):
+    with pytest.raises(InstanceFileError, match="abraxas cannot read data format 1"):
         upgrade(1, d, model.zero_parameters(d), None)
 
 

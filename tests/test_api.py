@@ -418,4 +418,17 @@ def test_a_step_that_fails_downs_the_agent_without_saving_over_its_last_save(wor
     last = row["last_run"]
     assert (last["outcome"], last["steps_lost"]) == ("failed", 6)
     assert last["error"] == "RuntimeError: the family broke"
-    assert InstanceFile.read(world.workdir / f"{agent_id}.rescue.json").steps == 10
+    assert InstanceFile.read(world.workdir / f"{agent_id}.step10.rescue.json").steps == 10
+    # failing again at the same step keeps the first rescue file
+    again = _python(world, f"""
+        import hera
+        agent = hera.up({agent_id[:8]!r})
+        agent.step(6)
+        try:
+            agent.step(1)
+        except RuntimeError:
+            print(agent.steps)
+    """)
+    assert again.split() == ["10"]
+    assert sorted(p.name for p in world.workdir.glob("*.rescue*.json")) == [
+        f"{agent_id}.step10.rescue-2.json", f"{agent_id}.step10.rescue.json"]

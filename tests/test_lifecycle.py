@@ -306,7 +306,9 @@ def test_a_failed_final_save_rescues_the_state(world):
     finally:
         if up.poll() is None:
             up.kill()
-    saved = InstanceFile.read(world.workdir / f"{agent_id}.rescue.json")
+    [rescue] = world.workdir.glob(f"{agent_id}.step*.rescue.json")
+    saved = InstanceFile.read(rescue)
+    assert rescue.name == f"{agent_id}.step{saved.steps}.rescue.json"
     assert saved.id == agent_id and saved.steps > 10 and saved.alive
     assert "rescued" in up.stderr.read()
 

@@ -57,7 +57,7 @@ def test_every_hook_answers_for_its_family_and_none_for_others(places, tally):
     assert hook.hera_build(family="other", layout="example", overrides={}, seed=1) is None
     assert hook.hera_simulate(family="tally", definition=built.definition, device="cpu").total == 64
     grown = hook.hera_grow(family="tally", definition=built.definition, tensors=built.tensors,
-                           state=None, changes={"size": 6})
+                           state=None, changes={"size": 6}, seed=1)
     assert grown.tensors["counts"].shape == (6,)
     loaded = hook.hera_load(family="tally", definition=built.definition, tensors=built.tensors,
                             state=None, device="cpu", seed=3)
@@ -227,3 +227,35 @@ def test_the_family_caller_goes_straight_to_the_family_only_when_nobody_else_lis
     tally.register(StepRecorder(), "recorder")
     assert tally.family_caller("hera_step", "tally") is tally.hook.hera_step
     tally.manager.unregister(name="partial")
+
+
+class SeedWatcher:
+    """A second family that records the seed its hera_grow is given."""
+
+    seeds: list[int] = []
+
+    @hookimpl
+    def hera_family(self):
+        from hera.hooks import FamilyInfo
+
+        return FamilyInfo(name="seedy", version="1")
+
+    @hookimpl
+    def hera_grow(self, family, definition, tensors, state, changes, seed):
+        if family == "seedy":
+            SeedWatcher.seeds.append(seed)
+        return None
+
+
+def test_grow_gives_the_family_the_agents_seed(places, tally):
+    tally.register(SeedWatcher(), "seedy")
+    path, built = manager.build(tally, "tally", "example", {}, None)
+    store = AgentStore(Scope("user"))
+    manager.install(tally, store, path)
+    built.meta["family"]["name"] = "seedy"  # the same file, as the other family's
+    built.write(store.path(built.id))
+    target = manager.select_target(store, None, built.id[:8], None)
+    with pytest.raises(HeraError, match="cannot grow"):
+        manager.grow(tally, target, {"size": 6})
+    assert SeedWatcher.seeds == [built.meta["seed"]]
+    tally.manager.unregister(name="seedy")

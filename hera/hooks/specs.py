@@ -123,23 +123,28 @@ def hera_grow(
     tensors: "dict[str, torch.Tensor]",
     state: "DynamicState | None",
     changes: "dict[str, Any]",
+    seed: int,
 ) -> "Snapshot | None":
     """Grow a downed agent, keeping what it has learned.
 
     Old weights, thresholds and spikes in flight must stay where they were;
-    new parts start at zero. Refuse anything that shrinks the agent (or that
-    the family cannot grow) with :class:`~hera.errors.DefinitionError` whose
-    message says why.
+    new parts start as the family builds them: at zero, or drawn from
+    ``seed``, so that growing the same agent the same way gives the same
+    bits. Refuse anything that shrinks the agent (or that the family cannot
+    grow) with :class:`~hera.errors.DefinitionError` whose message says why.
 
     :param family: the family asked for.
     :param definition: the current definition.
     :param tensors: the current learned parameters (CPU).
     :param state: the current dynamic state, or ``None`` if it never ran.
     :param changes: layout parameters with their new, larger values.
+    :param seed: the agent's seed (as ``hera_load`` gets it); a family that
+        starts new parts at zero may leave it out of its implementation.
     :return: the grown agent, or ``None`` when this plugin is not
         ``family``. Stops at the first non-``None`` result.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``seed``.
     """
 
 
