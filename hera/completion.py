@@ -75,7 +75,7 @@ def _layouts(args: argparse.Namespace) -> Iterable[str]:
     from hera.plugins import load_plugins
 
     family = getattr(args, "family", None) or "abraxas"
-    return (layout.name for layout in load_plugins().hook.hera_layouts(family=family) or [])
+    return (layout.name for layout in load_plugins().layouts(family))
 
 
 def _signals(args: argparse.Namespace) -> Iterable[str]:

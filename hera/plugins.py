@@ -45,6 +45,7 @@ class Plugins:
     def __init__(self, manager: pluggy.PluginManager):
         self.manager = manager
         self.sources: dict[str, PluginSource] = {}
+        self._warned: set[str] = set()
 
     @property
     def hook(self) -> Any:
@@ -61,26 +62,61 @@ class Plugins:
         self.sources[name] = source or PluginSource("registered", repr(plugin))
 
     def families(self) -> list[tuple[FamilyInfo, str, PluginSource]]:
-        """Every family: its info, plugin name and source, sorted by name."""
+        """Every family: its info, plugin name and source, sorted by name.
+
+        Each plugin's ``hera_family`` is called on its own: one that raises
+        is named in a warning and left out, and the others are listed."""
         found = []
-        for name, plugin in self.manager.list_name_plugin():
-            impl = getattr(plugin, "hera_family", None)
-            if impl is None or not self.manager.is_registered(plugin):
+        for impl in self.hook.hera_family.get_hookimpls():
+            name = impl.plugin_name
+            try:
+                info = impl.function()
+            except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+                self.warn_once(f"plugin {name!r} is broken and left out: its hera_family "
+                               f"raised {type(exc).__name__}: {exc}")
                 continue
-            info = impl()
             if isinstance(info, FamilyInfo):
                 found.append((info, name, self.sources.get(name, PluginSource("registered", name))))
-        return sorted(found, key=lambda item: item[0].name)
+        claimed: dict[str, list[str]] = {}
+        for info, name, _ in found:
+            claimed.setdefault(info.name, []).append(name)
+        for family, names in claimed.items():
+            if len(names) > 1:
+                self.warn_once(f"family {family!r} is provided by {len(names)} plugins "
+                               f"({', '.join(sorted(names))}); it cannot be used until one is "
+                               "uninstalled or blocked with HERA_DISABLE_PLUGINS")
+        return sorted(found, key=lambda item: (item[0].name, item[1]))
 
     def family(self, name: str) -> FamilyInfo:
-        """The installed family called ``name``, or a clear error."""
+        """The installed family called ``name``, or a clear error (also
+        when two plugins claim the name: whose agents would they be?)."""
         families = self.families()
-        for info, _, _ in families:
-            if info.name == name:
-                return info
+        matches = [(info, plugin) for info, plugin, _ in families if info.name == name]
+        if len(matches) == 1:
+            return matches[0][0]
+        if matches:
+            raise HeraError(f"family {name!r} is provided by {len(matches)} plugins "
+                            f"({', '.join(sorted(p for _, p in matches))}): uninstall one, or "
+                            f"block it with HERA_DISABLE_PLUGINS=NAME")
         known = ", ".join(info.name for info, _, _ in families) or "none installed"
         names = [info.name for info, _, _ in families]
         raise HeraError(f"unknown family {name!r} (installed: {known}){did_you_mean(name, names)}")
+
+    def layouts(self, family: str) -> list[Any]:
+        """The layouts of ``family``; a plugin whose ``hera_layouts`` raises is
+        named in a warning, and this family then has none."""
+        try:
+            return list(self.family_caller("hera_layouts", family)(family=family) or [])
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+            self.warn_once(f"the layouts of family {family!r} cannot be listed: hera_layouts "
+                           f"raised {type(exc).__name__}: {exc}")
+            return []
+
+    def warn_once(self, message: str) -> None:
+        """A warning on stderr, the first time it comes up in this process."""
+        if message not in self._warned:
+            self._warned.add(message)
+            _warn(message)
 
     def family_caller(self, hook_name: str, family: str) -> Callable[..., Any]:
         """A way to call hook ``hook_name`` for ``family``'s agents, taking

@@ -259,3 +259,42 @@ def test_grow_gives_the_family_the_agents_seed(places, tally):
         manager.grow(tally, target, {"size": 6})
     assert SeedWatcher.seeds == [built.meta["seed"]]
     tally.manager.unregister(name="seedy")
+
+
+def test_a_plugin_whose_hera_family_raises_is_named_and_the_others_work(world):
+    _write_family(world.workdir, TALLY_SOURCE.replace(
+        "def hera_family():\n", "def hera_family():\n    raise RuntimeError('no luck')\n"))
+    for args in (("families",), ("layouts",), ("--family", "abraxas", "build", "a.json")):
+        proc = world.run(*args)
+        assert proc.stderr.count("hera: warning: plugin 'tally' is broken and left out: its "
+                                 "hera_family raised RuntimeError: no luck") == 1, proc.stderr
+    assert "abraxas" in world.run("families").stdout
+    assert "abraxas/example" in world.run("layouts").stdout
+    assert (world.workdir / "a.json").is_file()
+
+
+def test_a_plugin_whose_hera_layouts_raises_hides_only_its_own(world):
+    _write_family(world.workdir, TALLY_SOURCE.replace(
+        "def hera_layouts(family):\n", "def hera_layouts(family):\n    1 / 0\n"))
+    proc = world.run("layouts")
+    assert "abraxas/example" in proc.stdout and "tally/" not in proc.stdout
+    assert "the layouts of family 'tally' cannot be listed: hera_layouts raised " \
+           "ZeroDivisionError" in proc.stderr
+
+
+def test_two_plugins_with_one_family_name_are_refused_with_both_named(world):
+    _write_family(world.workdir)
+    _write_family(world.workdir, name="twin")  # the same source: family 'tally' again
+    families = world.run("families")
+    assert "family 'tally' is provided by 2 plugins (tally, twin)" in families.stderr
+    build = world.run("--family", "tally", "build", check=False)
+    assert build.returncode == 1
+    assert build.stderr.strip().endswith("family 'tally' is provided by 2 plugins (tally, twin):"
+                                         " uninstall one, or block it with "
+                                         "HERA_DISABLE_PLUGINS=NAME")
+    env = {**world.env, "HERA_DISABLE_PLUGINS": "twin"}
+    import subprocess
+
+    ok = subprocess.run([sys.executable, "-m", "hera", "--family", "tally", "build"],
+                        cwd=world.workdir, env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr

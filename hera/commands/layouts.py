@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     for info, _, _ in plugins.families():
         if family_filter and info.name != family_filter:
             continue
-        for layout in plugins.hook.hera_layouts(family=info.name) or []:
+        for layout in plugins.layouts(info.name):
             if limit is not None and layout.bytes > limit:
                 continue
             rows.append({"family": info.name, "layout": layout.name, "neurons": layout.neurons,
