@@ -3,18 +3,15 @@ and a runner for the real ``hera`` command in a subprocess."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from hera import testing
+from hera.testing import World
 
 settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -27,86 +24,14 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 os.environ.setdefault("HERA_CACHE_DIR", str(Path.home() / ".cache" / "hera-tests"))
 
 
-@dataclass
-class HeraWorld:
-    """Temporary places for one test, and a way to run ``hera`` in them."""
-
-    root: Path
-    home: Path
-    workdir: Path
-    data: Path
-    runtime: Path
-    env: dict[str, str]
-
-    @property
-    def agents_dir(self) -> Path:
-        return self.data / "agents"
-
-    def run(self, *args: str, check: bool = True, timeout: float = 120,
-            input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        """Run ``python -m hera ARGS`` and return the finished process."""
-        proc = subprocess.run([sys.executable, "-m", "hera", *args], cwd=cwd or self.workdir,
-                              env=self.env, capture_output=True, text=True, timeout=timeout,
-                              input=input)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"hera {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
-
-    def run_python(self, code: str) -> subprocess.CompletedProcess:
-        """Run ``python -c CODE`` in the working directory with this world's env."""
-        proc = subprocess.run([sys.executable, "-c", code], cwd=self.workdir, env=self.env,
-                              capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise AssertionError(f"python -c failed: {proc.stderr}")
-        return proc
-
-    def popen(self, *args: str, stdin: int | None = None, preexec_fn=None) -> subprocess.Popen:
-        """Start ``python -m hera ARGS`` without waiting."""
-        return subprocess.Popen([sys.executable, "-m", "hera", *args], cwd=self.workdir,
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=stdin, text=True, preexec_fn=preexec_fn)
-
-    def row(self, agent_id: str) -> dict:
-        """The agent's row of ``hera agents --json``."""
-        [row] = [r for r in self.agents() if r["id"] == agent_id]
-        return row
-
-    def wait_for(self, agent_id: str, status: str, process=None, limit: float = 60.0) -> dict:
-        """Poll ``hera agents`` until the agent has ``status``; return its row."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            rows = [r for r in self.agents() if r["id"] == agent_id]
-            if rows and rows[0]["status"] == status:
-                return rows[0]
-            if process is not None and process.poll() is not None:
-                raise AssertionError(f"up exited early: {process.communicate()}")
-            time.sleep(0.1)
-        raise AssertionError(f"agent never reported {status}: {rows}")
-
-    def build(self, *extra: str) -> tuple[str, Path]:
-        """Build an abraxas/example instance; return its id and file."""
-        proc = self.run("--family", "abraxas", "--layout", "example", "build", *extra)
-        words = proc.stdout.split()
-        return words[1], Path(words[-1])
-
-    def agents(self, *extra: str) -> list[dict]:
-        """``hera agents --json`` parsed."""
-        return json.loads(self.run("agents", "--json", *extra).stdout)
+#: The world of hera.testing, under the name the tests have always used.
+HeraWorld = World
 
 
 def make_world(root: Path) -> HeraWorld:
-    """A private HOME, data dir, runtime dir and working dir under ``root``."""
-    home, work = root / "home", root / "work"
-    data, runtime = root / "data", root / "run"
-    for path in (home, work):
-        path.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERA_", "XDG_"))}
-    env.update(HOME=str(home), HERA_DATA_DIR=str(data), HERA_RUNTIME_DIR=str(runtime),
-               HERA_CACHE_DIR=os.environ["HERA_CACHE_DIR"],
-               HERA_SYSTEM_DIR=str(root / "system"), HERA_USERS_DIR=str(root / "users"),
-               PYTHONUNBUFFERED="1")
-    return HeraWorld(root, home, work, data, runtime, env)
+    """A private HOME, data dir, runtime dir and working dir under ``root``,
+    sharing the tests' cache of compiled steps."""
+    return testing.make_world(root, os.environ["HERA_CACHE_DIR"])
 
 
 @pytest.fixture
@@ -116,28 +41,7 @@ def world(tmp_path: Path) -> Iterator[HeraWorld]:
     after it."""
     made = make_world(tmp_path)
     yield made
-    _kill_leftovers(made.runtime)
-
-
-def _kill_leftovers(runtime: Path) -> None:
-    """SIGKILL every process that still holds a pid-file in ``runtime``."""
-    import fcntl
-
-    for pid_file in runtime.rglob("*.pid") if runtime.is_dir() else ():
-        try:
-            with open(pid_file, "rb") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    continue  # nobody holds it
-                except BlockingIOError:
-                    pid = json.loads(handle.read() or b"{}").get("pid")
-        except (OSError, ValueError):
-            continue
-        if isinstance(pid, int) and pid > 1:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    testing.kill_leftovers(made.runtime)
 
 
 @pytest.fixture

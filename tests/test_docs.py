@@ -49,3 +49,15 @@ def test_the_guides_complete_family_works(world):
     assert shrink.returncode == 1 and "shrink" in shrink.stderr
     [row] = world.agents()
     assert (row["family"], row["steps"]) == ("leaky", 150)
+
+
+def test_the_guides_check_family_example_passes_on_the_guides_family(world):
+    complete = GUIDE.split("## A complete family in one file", 1)[1]
+    family = re.search(r"```python\n(.*?)```", complete, flags=re.S).group(1)
+    package = world.workdir / "hera_family_leaky"
+    package.mkdir()
+    (package / "__init__.py").write_text(family)
+    testing = GUIDE.split("## Testing your family", 1)[1]
+    example = re.search(r"```python\n(.*?)```", testing, flags=re.S).group(1)
+    out = world.run_python(example + "\ntest_leaky_keeps_the_contract()\nprint('kept')\n")
+    assert out.stdout.strip() == "kept"
