@@ -11,6 +11,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from hera.control import with_socket_path
 from hera.instance import InstanceFile
 
 
@@ -62,12 +63,12 @@ def test_an_agent_out_of_descriptors_still_saves_and_is_still_reachable(world):
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
     agent_id, cached, proc = _up_running(world, preexec_fn=few_descriptors)
-    sock_path = str(world.runtime / f"{agent_id}.sock")
+    sock_path = world.runtime / f"{agent_id}.sock"
     clients = []
     try:
         for _ in range(80):  # more than the agent has descriptors for
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.connect(sock_path)
+            with_socket_path(sock_path, client.connect)  # however deep tmp lies
             clients.append(client)
         time.sleep(0.5)
         for client in clients:
@@ -79,7 +80,7 @@ def test_an_agent_out_of_descriptors_still_saves_and_is_still_reachable(world):
         assert world.wait_for(agent_id, "standby", proc)["status"] == "standby"
         for _ in range(80):  # exhausted again, and then asked to save
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.connect(sock_path)
+            with_socket_path(sock_path, client.connect)  # however deep tmp lies
             clients.append(client)
         down = world.run("down")
         assert "down" in down.stdout
