@@ -20,11 +20,9 @@ Each figure is the median over rounds of the mean per call. The last line:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
+from private_store import private_store
 
 
 def per_call(action, calls: int) -> float:
@@ -41,15 +39,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as root:
-        for name in ("HOME", "HERA_DATA_DIR", "HERA_RUNTIME_DIR"):
-            os.environ[name] = str(Path(root) / name.lower())
-            Path(os.environ[name]).mkdir()
+    with private_store() as root:
         import numpy
 
         import hera
 
-        path = hera.build("example", Path(root) / "agent.json")
+        path = hera.build("example", root / "agent.json")
         with hera.up(path, checkpoint=0) as agent:
             inputs = agent.tensors()["state.input_rates"].numel()
             values = numpy.random.default_rng(1).random((args.calls, inputs))

@@ -17,11 +17,9 @@ spikes S steps/s`` for the largest layout asked for.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
+from private_store import private_store
 
 KINDS = {
     "off": None,
@@ -37,17 +35,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as root:
-        for name in ("HOME", "HERA_DATA_DIR", "HERA_RUNTIME_DIR"):
-            os.environ[name] = str(Path(root) / name.lower())
-            Path(os.environ[name]).mkdir()
+    with private_store() as root:
         import numpy
 
         import hera
 
         last = None
         for layout in args.layouts:
-            path = hera.build(layout, Path(root) / f"{layout}.json")
+            path = hera.build(layout, root / f"{layout}.json")
             with hera.up(path, checkpoint=0) as agent:
                 inputs = agent.tensors()["state.input_rates"].numel()
                 agent.feed(values=numpy.full(inputs, 0.5))

@@ -19,7 +19,7 @@ from hera.control import Connection
 from hera.errors import HeraError
 from hera.manager import now_iso
 from hera.progress import Progress
-from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop, answer
+from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop, answer, checkpoint
 from hera.signals import ENDING, SignalInbox, parse_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -145,19 +145,9 @@ class Loop:
         return None
 
     def _checkpoint(self) -> bool:
-        """Save while running; a failure is reported and retried at the next
-        interval (the final save rescues the state if it still fails)."""
-        if self.reserve is not None:
-            self.reserve.release()
-        try:
-            self.session.save()
-        except (HeraError, OSError) as exc:
-            self.session.last_save = time.monotonic()
-            self.console.warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")
+        """Save while running (see :func:`hera.session.checkpoint`)."""
+        if not checkpoint(self.session, self.reserve, self.console.warn):
             return False
-        finally:
-            if self.reserve is not None:
-                self.reserve.take()
         self.on_state(self.session.state)  # the pid-file records the saved step
         return True
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from hera.driven import AgentDown, Driven
 from hera.errors import HeraError
 from hera.program_signals import SIGNALS
-from hera.session import IDLE, RUNNING
+from hera.session import IDLE, RUNNING, checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy
@@ -260,45 +260,34 @@ class Agent(Driven):
 
     def _down_now(self, reason: str) -> None:
         """Save and let go of everything the up holds (under the lock)."""
-        run = self._run
-        self._downed = reason
-        self._wake.set()  # the watcher ends
-        SIGNALS.remove(self)
-        atexit.unregister(self._at_exit)
+        self._let_go(reason)
         try:
-            self.path = run.save(reason)
+            self.path = self._run.save(reason)
         finally:
-            run.close()
+            self._run.close()
 
     def _fail(self, failure: BaseException) -> None:
         """The family failed in a step (under the lock, in the ``except``):
         the agent may be half-stepped, so it is not saved over its last
         save; its state goes to a rescue file, and it is down."""
-        self._downed = f"failed: {type(failure).__name__}: {failure}"
-        self._wake.set()
-        SIGNALS.remove(self)
-        atexit.unregister(self._at_exit)
+        self._let_go(f"failed: {type(failure).__name__}: {failure}")
         try:
             self._run.rescue(failure)
         finally:
             self._run.close()
 
+    def _let_go(self, why: str) -> None:
+        """Mark the agent down, and stop watching signals and the program's end."""
+        self._downed = why
+        self._wake.set()  # the watcher ends
+        SIGNALS.remove(self)
+        atexit.unregister(self._at_exit)
+
     def _checkpoint_now(self, strict: bool = False) -> None:
         """Save while up (under the lock); a failure is retried at the next
         interval, unless ``strict``."""
-        run, session = self._run, self._session
-        run.reserve.release()
-        try:
-            session.save()
-        except (HeraError, OSError) as exc:
-            if strict:
-                raise
-            session.last_save = time.monotonic()
-            run.console.warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")
-            return
-        finally:
-            run.reserve.take()
-        run.record(IDLE)
+        if checkpoint(self._session, self._run.reserve, self._run.console.warn, strict):
+            self._run.record(IDLE)
 
     def _answer_signals(self) -> None:
         """Act on what signals and requests asked for (under the lock)."""

@@ -86,13 +86,13 @@ def parse_record_options(items: list[str], every: int, max_bytes: int | None,
         what, which = what.strip().lower(), which.strip()
         try:
             if what == "spikes":
-                spec.spikes = _which(which) if which else ["*"]
+                spec.spikes = parse_which(which) if which else ["*"]
             elif what == "rates":
                 spec.rates = int(which) if which else 100
             elif what == "weights":
                 spec.weights = int(which)
             elif what and which:
-                spec.traces[what] = _which(which)
+                spec.traces[what] = parse_which(which)
             else:
                 raise ValueError
         except ValueError:
@@ -102,7 +102,7 @@ def parse_record_options(items: list[str], every: int, max_bytes: int | None,
     return RecordOptions(spec, None if path is None else Path(path).absolute())
 
 
-def _which(text: str) -> list:
+def parse_which(text: str) -> list:
     """``0-9,15`` → neuron numbers; ``layer 3,inputs`` → population names."""
     found: list = []
     for part in (p.strip() for p in text.split(",")):

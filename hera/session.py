@@ -257,6 +257,28 @@ class AgentSession:
         return self.write()
 
 
+def checkpoint(session: AgentSession, reserve: Any, warn: Callable[[str], None],
+               strict: bool = False) -> bool:
+    """Save a running agent (a checkpoint) with the descriptors ``reserve``
+    holds for it (or ``None``); whether it saved. A failure is reported with
+    ``warn`` and tried again at the next interval (the final save rescues
+    the state if it still fails), unless ``strict``: then it is raised."""
+    if reserve is not None:
+        reserve.release()
+    try:
+        session.save()
+    except (HeraError, OSError) as exc:
+        if strict:
+            raise
+        session.last_save = time.monotonic()
+        warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")
+        return False
+    finally:
+        if reserve is not None:
+            reserve.take()
+    return True
+
+
 def answer(session: AgentSession, request: dict[str, Any]) -> dict[str, Any] | None:
     """Carry out a control command that acts on the agent itself (the same
     whoever drives it: ``hera up``'s loop or a Python program); ``None``

@@ -33,12 +33,21 @@ def test_every_command_is_in_the_reference(name):
     assert re.search(rf"^#+ .*\b{name}\b", (DOCS / "commands.md").read_text(), flags=re.M)
 
 
-def test_the_guides_complete_family_works(world):
-    section = GUIDE.split("## A complete family in one file", 1)[1]
-    source = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+def _first_example(section: str) -> str:
+    """The first Python block of the guide's section ``section``."""
+    text = GUIDE.split(f"## {section}", 1)[1]
+    return re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+
+
+def _write_guides_family(world) -> None:
+    """The guide's complete family, cloned into the working directory."""
     package = world.workdir / "hera_family_leaky"
     package.mkdir()
-    (package / "__init__.py").write_text(source)
+    (package / "__init__.py").write_text(_first_example("A complete family in one file"))
+
+
+def test_the_guides_complete_family_works(world):
+    _write_guides_family(world)
     assert "leaky" in world.run("families").stdout
     proc = world.run("--family", "leaky", "--layout", "example", "build")
     agent_id = proc.stdout.split()[1]
@@ -52,12 +61,7 @@ def test_the_guides_complete_family_works(world):
 
 
 def test_the_guides_check_family_example_passes_on_the_guides_family(world):
-    complete = GUIDE.split("## A complete family in one file", 1)[1]
-    family = re.search(r"```python\n(.*?)```", complete, flags=re.S).group(1)
-    package = world.workdir / "hera_family_leaky"
-    package.mkdir()
-    (package / "__init__.py").write_text(family)
-    testing = GUIDE.split("## Testing your family", 1)[1]
-    example = re.search(r"```python\n(.*?)```", testing, flags=re.S).group(1)
+    _write_guides_family(world)
+    example = _first_example("Testing your family")
     out = world.run_python(example + "\ntest_leaky_keeps_the_contract()\nprint('kept')\n")
     assert out.stdout.strip() == "kept"

@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
         source = store.path(target.id)
     neurons = None
     if args.neurons:
-        from hera.recording import _which
+        from hera.recording import parse_which
 
         try:
-            neurons = [int(n) for n in _which(args.neurons)]
+            neurons = [int(n) for n in parse_which(args.neurons)]
         except ValueError:
             raise UsageError(f"--neurons takes numbers such as 0-99 or 3,7, not "
                              f"{args.neurons!r}") from None
