@@ -32,7 +32,7 @@ DEFAULT_CHECKPOINT = 600.0
 
 def build(layout: str = "example", path: str | os.PathLike | None = None, *,
           family: str = "abraxas", name: str | None = None, force: bool = False,
-          **overrides: Any) -> Path:
+          seed: int | None = None, **overrides: Any) -> Path:
     """Build an instance file, as ``hera build`` does, and return its path.
 
     :param layout: the family's layout (``hera layouts``).
@@ -40,6 +40,8 @@ def build(layout: str = "example", path: str | os.PathLike | None = None, *,
     :param family: the family (``hera families``).
     :param name: the agent's callsign (default: made from its id).
     :param force: replace ``path`` if it exists.
+    :param seed: the agent's seed (its noise and input draws for life);
+        default: drawn at random. The same seed gives the same bits.
     :param overrides: layout parameters, over the ``[definition]`` of
         ``~/.herarc`` and ``./hera.json``, as ``--set`` is.
     """
@@ -49,7 +51,7 @@ def build(layout: str = "example", path: str | os.PathLike | None = None, *,
 
     definition = {**load_config().definition, **overrides}
     built, _ = manager.build(load_plugins(), family, layout, definition,
-                             None if path is None else Path(path), name, force)
+                             None if path is None else Path(path), name, force, seed)
     return Path(built)
 
 

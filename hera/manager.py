@@ -191,12 +191,17 @@ def upgrade(plugins: Plugins, instance: InstanceFile, store: AgentStore | None =
 
 
 def build(plugins: Plugins, family: str, layout: str, overrides: dict[str, Any],
-          output: Path | None, callsign: str | None = None, force: bool = False) -> tuple[Path, InstanceFile]:
+          output: Path | None, callsign: str | None = None, force: bool = False,
+          seed: int | None = None) -> tuple[Path, InstanceFile]:
     """Build a dead instance file (weights as the family makes them, no
-    dynamic state) in the working directory."""
+    dynamic state) in the working directory; ``seed`` (default: drawn at
+    random) is the agent's for life: the same seed, the same bits."""
     info = plugins.family(family)
     agent_id = identity.new_id()
-    seed = secrets.randbits(63)
+    if seed is None:
+        seed = secrets.randbits(63)
+    elif type(seed) is not int or not 0 <= seed < 2 ** 63:
+        raise HeraError(f"a seed is a whole number from 0 to 2**63 - 1, not {seed!r}")
     try:
         built = plugins.hook.hera_build(family=family, layout=layout, overrides=dict(overrides),
                                         seed=seed)

@@ -432,3 +432,14 @@ def test_a_step_that_fails_downs_the_agent_without_saving_over_its_last_save(wor
     assert again.split() == ["10"]
     assert sorted(p.name for p in world.workdir.glob("*.rescue*.json")) == [
         f"{agent_id}.step10.rescue-2.json", f"{agent_id}.step10.rescue.json"]
+
+
+def test_a_seed_given_to_build_makes_the_same_agent_twice(places):
+    import hera
+
+    first = InstanceFile.read(hera.build("example", "a.json", seed=7, noise=1.0))
+    second = InstanceFile.read(hera.build("example", "b.json", seed=7, noise=1.0))
+    assert first.meta["seed"] == second.meta["seed"] == 7 and first.id != second.id
+    with pytest.raises(hera.HeraError, match="a seed is a whole number"):
+        hera.build("example", "c.json", seed=-1)
+    assert not (places / "c.json").exists()
