@@ -1,37 +1,34 @@
-"""The inner loop of an upped agent and everything that steers it.
+"""The stepping loop of an upped agent.
 
 One thread steps the agent: this loop. Between chunks of steps it acts on
-signals (noted by :class:`~hera.signals.SignalInbox`), on requests from the
-control channel (queued by its threads), on input lines, on breakpoints and
-on checkpoints. Control threads never touch the agent themselves.
+signals (noted by :class:`~hera.signals.SignalInbox`), on control requests
+(queued by :class:`~hera.requests.Requests`), on input lines
+(:class:`~hera.streams.Streams`), on breakpoints and on checkpoints, and
+opens the prompt through the callback it is given. Control threads never
+touch the agent themselves.
 """
 
 from __future__ import annotations
 
-import queue
-import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from hera.agent_commands import ON_THE_AGENT
 from hera.console import Console
-from hera.control import Connection
 from hera.errors import HeraError
 from hera.manager import now_iso
 from hera.progress import Progress
+from hera.requests import Requests
 from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop, answer, checkpoint
 from hera.signals import ENDING, SignalInbox, parse_name
+from hera.streams import Streams
 
 if TYPE_CHECKING:  # pragma: no cover
     from hera.reserve import DescriptorReserve
 
-# How long a control request waits for the loop (which may sit at a prompt).
-_REQUEST_TIMEOUT_S = 30.0
 _IDLE_POLL_S = 0.02
 #: A second SIGINT this soon after the first, in standby, saves and stops.
 SECOND_CTRL_C_S = 2.0
-# Output lines held for a slow io client before newer ones are dropped.
-_STREAM_BACKLOG = 1000
 
 
 class Loop:
@@ -44,13 +41,17 @@ class Loop:
     :param on_state: called with the new state whenever it changes.
     :param log_every: seconds between progress lines in the log while the
         agent is detached (0: none).
+    :param open_prompt: opens the Python prompt on this terminal for the
+        loop and returns when it closes (``hera.prompt.run_local_prompt``);
+        ``None``: no prompt.
     """
 
     def __init__(self, session: AgentSession, inbox: SignalInbox, console: Console, *,
                  steps: int | None = None, chunk: int | None = None, checkpoint: float = 0.0,
                  output_every: int = 100, prompt_after: int | None = None,
                  on_state: Callable[[str], None] | None = None,
-                 reserve: "DescriptorReserve | None" = None, log_every: float = 60.0):
+                 reserve: "DescriptorReserve | None" = None, log_every: float = 60.0,
+                 open_prompt: "Callable[[Loop], None] | None" = None):
         self.session = session
         self.inbox = inbox
         self.console = console
@@ -64,12 +65,9 @@ class Loop:
         self.stop_reason: str | None = None
         self._last_interrupt = float("-inf")
         self.want_prompt = session.mode == "interactive" and prompt_after is None
-        self._requests: queue.Queue[tuple[dict[str, Any], queue.Queue]] = queue.Queue()
-        self._inputs: queue.Queue[str] = queue.Queue()
-        self._sinks: list[Callable[[str], None]] = []
-        self._sinks_lock = threading.Lock()
-        self._stdout_piped = False
-        self._stdin_piped = False
+        self.open_prompt = open_prompt
+        self.streams = Streams()
+        self.requests = Requests(self.execute, self._at_once)
         self.log_every = log_every
         self.logged: Progress | None = None  # the progress in the log, once detached
         self.progress = None if not console.shows_progress else Progress(
@@ -85,7 +83,7 @@ class Loop:
         session = self.session
         while True:
             self._take_signals()
-            self._serve_requests()
+            self.requests.serve()
             self._feed_inputs()
             if self.stop_reason:
                 return self.stop_reason
@@ -105,7 +103,7 @@ class Loop:
             self._emit_output()
             if self.console.detached:
                 self._log_progress()
-            elif self.progress is not None and not self._stdout_piped:
+            elif self.progress is not None and not self.streams.stdout_piped:
                 self.progress.update(session.step_count)
             if hit is not None:
                 self._on_breakpoint(hit)
@@ -158,7 +156,7 @@ class Loop:
         n = self.fixed_chunk or session.chunk
         if goal is not None:
             n = min(n, goal - session.step_count)
-        if self._sinks:
+        if self.streams.has_sinks:
             n = min(n, self.output_every - session.step_count % self.output_every)
         return max(1, n)
 
@@ -166,7 +164,8 @@ class Loop:
     def can_prompt(self) -> bool:
         """Whether a prompt can open here: a terminal in the foreground, and
         stdin not already piped into the agent (SIGTTIN)."""
-        return self.console.has_terminal and not self._stdin_piped
+        return self.open_prompt is not None and self.console.has_terminal \
+            and not self.streams.stdin_piped
 
     def set_state(self, state: str) -> None:
         if state != self.session.state:
@@ -218,23 +217,9 @@ class Loop:
         elif name == "SIGHUP":
             console.try_detach()
         elif name == "SIGTTIN":
-            self._pipe_stdin()
-        elif name == "SIGTTOU" and not self._stdout_piped:
-            self._stdout_piped = True
+            self.streams.pipe_stdin()
+        elif name == "SIGTTOU" and self.streams.pipe_stdout(console.write_output):
             self.console.clear_progress()  # output lines take stdout from here on
-            sink, _ = self._buffered(console.write_output, "hera-stdout")
-            self.add_sink(sink)
-
-    def _pipe_stdin(self) -> None:
-        if self._stdin_piped:
-            return
-        self._stdin_piped = True
-
-        def read() -> None:
-            for line in sys.stdin:
-                self._inputs.put(line.rstrip("\n"))
-
-        threading.Thread(target=read, name="hera-stdin", daemon=True).start()
 
     # -- breakpoints and the prompt ----------------------------------------------------
 
@@ -248,163 +233,90 @@ class Loop:
 
     def prompt(self) -> None:
         """Open the Python prompt on this terminal; closing it resumes running."""
-        from hera.prompt import run_local_prompt
-
+        if self.open_prompt is None:
+            return
         self.console.clear_progress()
         self.set_state(PAUSED)
-        run_local_prompt(self)
+        self.open_prompt(self)
         self.inbox.discard("SIGTSTP", "SIGSTOP")  # asked for the prompt we just closed
         if not self.stop_reason:
             self.set_state(RUNNING)
 
     # -- input and output ----------------------------------------------------------------
 
-    def add_sink(self, sink: Callable[[str], None]) -> None:
-        with self._sinks_lock:
-            if sink not in self._sinks:
-                self._sinks.append(sink)
-
-    def remove_sink(self, sink: Callable[[str], None]) -> None:
-        with self._sinks_lock:
-            if sink in self._sinks:
-                self._sinks.remove(sink)
-
     def _emit_output(self) -> None:
-        if not self._sinks or self.session.step_count % self.output_every:
+        if not self.streams.has_sinks or self.session.step_count % self.output_every:
             return
         try:
             line = self.session.read_output()
         except HeraError as exc:
             self.console.warn(f"no output line at step {self.session.step_count}: {exc.message}")
             return
-        with self._sinks_lock:
-            sinks = list(self._sinks)
-        for sink in sinks:
-            try:
-                sink(line)
-            except OSError:
-                self.remove_sink(sink)
+        self.streams.emit(line)
 
     def _feed_inputs(self) -> None:
-        while True:
-            try:
-                line = self._inputs.get_nowait()
-            except queue.Empty:
-                return
+        for line in self.streams.take_inputs():
             try:
                 self.session.feed(line)
             except HeraError as exc:  # the family refused it: say so, run on
                 self.console.warn(f"input line dropped: {exc.message}")
 
-    def stream(self, conn: Connection) -> None:
-        """Serve an ``io`` connection (on its control thread): lines in go to
-        the input area, output lines go out."""
-        sink, close = self._buffered(conn.send_line, "hera-io-out")
-        self.add_sink(sink)
-        try:
-            while (line := conn.read_line()) is not None:
-                self._inputs.put(line.decode("utf-8", "replace"))
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.remove_sink(sink)
-            close()
-
-    @staticmethod
-    def _buffered(write: Callable[[str], None], name: str
-                  ) -> tuple[Callable[[str], None], Callable[[], None]]:
-        """A sink the loop thread can call without ever blocking, and a way
-        to close it: lines queue up (at most _STREAM_BACKLOG) and a daemon
-        thread ``name`` writes them. A reader that does not keep up loses
-        lines, never the agent's time, and cannot hold up its shutdown."""
-        outbox: queue.Queue[str | None] = queue.Queue(maxsize=_STREAM_BACKLOG)
-
-        def sink(line: str) -> None:
-            try:
-                outbox.put_nowait(line)
-            except queue.Full:
-                pass
-
-        def send() -> None:
-            while (line := outbox.get()) is not None:
-                try:
-                    write(line)
-                except OSError:
-                    return
-
-        def close() -> None:
-            try:
-                outbox.put_nowait(None)
-            except queue.Full:
-                pass  # the writer is stuck on a dead reader; closing that ends the thread
-
-        threading.Thread(target=send, name=name, daemon=True).start()
-        return sink, close
-
     # -- control requests ----------------------------------------------------------------
 
-    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answer a control request (called on a control thread)."""
+    def _at_once(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """``status`` is answered on the control thread, whatever the loop does."""
         if request.get("cmd") == "status":
             return {"ok": True, "status": self.session.status()}
-        reply: queue.Queue = queue.Queue(maxsize=1)
-        abandoned = threading.Event()
-        self._requests.put((request, reply, abandoned))
-        try:
-            return reply.get(timeout=_REQUEST_TIMEOUT_S)
-        except queue.Empty:
-            abandoned.set()  # not to be carried out later, when nobody waits for it
-            return {"ok": False, "error": "the agent is busy (at its prompt?); try again"}
-
-    def _serve_requests(self) -> None:
-        while True:
-            try:
-                request, reply, abandoned = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            if abandoned.is_set():
-                continue
-            try:
-                answer = {"ok": True, **self.execute(request)}
-            except HeraError as exc:
-                answer = {"ok": False, "error": exc.message}
-            except Exception as exc:  # noqa: BLE001 - a bad request must not kill the agent
-                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            reply.put(answer)
+        return None
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Carry out one control command on the loop's thread."""
+        """Carry out one control command on the loop's thread (the commands
+        are hera.agent_commands.CONTROL)."""
         cmd = request.get("cmd")
         session = self.session
-        if cmd == "pause":
-            self.set_state(PAUSED)
-        elif cmd == "continue":
-            self.act_on("SIGCONT")
-        elif cmd == "step":
-            n = request.get("steps", 1)
-            if type(n) is not int or n < 1:
-                raise HeraError("step takes a whole number of steps >= 1")
-            self.set_state(PAUSED)
-            hit = self.step(n)
-            return {"step": session.step_count,
-                    "breakpoint": None if hit is None else hit.breakpoint.describe()}
-        elif cmd == "break":
-            args = {k: request[k] for k in ("at", "every", "when") if k in request}
-            return {"breakpoint": session.add_breakpoint(**args).describe()}
-        elif cmd == "clear":
-            return {"cleared": session.clear_breakpoints(request.get("id"))}
-        elif (answered := answer(session, request)) is not None:
+        if cmd in ON_THE_AGENT:
+            answered = answer(session, request)
             if cmd == "save":
                 self.on_state(session.state)  # the pid-file records the saved step
             return answered
-        elif cmd == "down":
-            self.stop_reason = self.stop_reason or "down"
-        elif cmd == "signal":
-            try:
-                name = parse_name(str(request.get("name", "")))
-            except ValueError:
-                raise HeraError(f"unknown signal {request.get('name')!r}") from None
-            self.act_on(name)
-        else:
+        handler = self.handlers().get(cmd)
+        if handler is None:
             raise HeraError(f"unknown command {cmd!r}")
-        return {"status": session.status()}
+        return handler(request) or {"status": session.status()}
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]]:
+        """The loop's own control commands (the others act on the agent
+        itself, or, for ``io``, on the connection)."""
+        return {"status": lambda request: None, "pause": self._pause,
+                "continue": lambda request: self.act_on("SIGCONT"), "step": self._step_request,
+                "break": self._break, "clear": self._clear, "down": self._down,
+                "signal": self._signal}
+
+    def _pause(self, request: dict[str, Any]) -> None:
+        self.set_state(PAUSED)
+
+    def _step_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        n = request.get("steps", 1)
+        if type(n) is not int or n < 1:
+            raise HeraError("step takes a whole number of steps >= 1")
+        self.set_state(PAUSED)
+        hit = self.step(n)
+        return {"step": self.session.step_count,
+                "breakpoint": None if hit is None else hit.breakpoint.describe()}
+
+    def _break(self, request: dict[str, Any]) -> dict[str, Any]:
+        args = {k: request[k] for k in ("at", "every", "when") if k in request}
+        return {"breakpoint": self.session.add_breakpoint(**args).describe()}
+
+    def _clear(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"cleared": self.session.clear_breakpoints(request.get("id"))}
+
+    def _down(self, request: dict[str, Any]) -> None:
+        self.stop_reason = self.stop_reason or "down"
+
+    def _signal(self, request: dict[str, Any]) -> None:
+        try:
+            name = parse_name(str(request.get("name", "")))
+        except ValueError:
+            raise HeraError(f"unknown signal {request.get('name')!r}") from None
+        self.act_on(name)

@@ -7,10 +7,15 @@ import _signal
 import os
 import signal
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from hera.program_agent import Agent
+
+class Agent(Protocol):
+    """What a signal asks of an agent a program has up
+    (:class:`hera.program_agent.Agent`)."""
+
+    def _ask(self, name: str) -> None:
+        """Note signal ``name``, to act on it between two family calls."""
 
 
 class SignalWatch:

@@ -11,28 +11,29 @@ from __future__ import annotations
 import code
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from hera.agent_commands import HELP
 from hera.errors import HeraError
 from hera.signals import ENDING
 
 if TYPE_CHECKING:  # pragma: no cover
     from hera.control import ControlClient
-    from hera.loop import Loop
+    from hera.session import AgentSession, Stop
+    from hera.signals import SignalInbox
 
-HELP = """\
-agent.step(n=1)          take n steps (stops early at a breakpoint)
-agent.run(n=None)        run n steps, or until a breakpoint or Ctrl-C
-agent.run_until(cond)    run until cond(agent) is true (checked every step)
-agent.breakpoint(at=STEP | every=N | when=COND)   add a breakpoint
-agent.clear(id=None)     remove one breakpoint, or all
-agent.status()           state, step, device, breakpoints
-agent.tensors()          every tensor of the agent (local prompt: CPU copies)
-agent.input(line)        put a line into the input area
-agent.output()           the output area since the last read, as a line
-agent.save()             write a checkpoint to the cache now
-agent.down()             save, close the prompt and stop the agent
-Ctrl-D closes the prompt; the agent runs on."""
+
+
+class PromptHost(Protocol):
+    """What the local prompt needs of the loop that opens it
+    (:class:`hera.loop.Loop`)."""
+
+    session: "AgentSession"
+    inbox: "SignalInbox"
+    stop_reason: str | None
+
+    def step(self, n: int | None, interrupted: Callable[[], bool]) -> "Stop | None":
+        """Take ``n`` steps (``None``: until stopped), in chunks."""
 
 
 class _Closed(Exception):
@@ -42,7 +43,7 @@ class _Closed(Exception):
 class LocalAgent:
     """``agent`` at the local prompt: the live session, stepped in-process."""
 
-    def __init__(self, loop: "Loop"):
+    def __init__(self, loop: PromptHost):
         self._loop = loop
         self.session = loop.session
         self.handle = loop.session.handle  # the family's own object, for inspection
@@ -241,7 +242,7 @@ class _Console(code.InteractiveConsole):
             self.showtraceback()
 
 
-def run_local_prompt(loop: "Loop") -> None:
+def run_local_prompt(loop: PromptHost) -> None:
     """The prompt in the agent's own process."""
     agent = LocalAgent(loop)
     s = loop.session

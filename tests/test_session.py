@@ -30,13 +30,13 @@ class _Store:
 def _session(steps_so_far: int = 0) -> AgentSession:
     plugins = create_manager()
     plugins.register(tally_family, "tally")
-    built = plugins.hook.hera_build(family="tally", layout="example", overrides={}, seed=1)
+    built = plugins.family_hooks("tally").hera_build(layout="example", overrides={}, seed=1)
     meta = {"id": "00000000-0000-4000-8000-000000000000", "callsign": "t",
             "family": {"name": "tally", "version": "0", "data_format": 1}, "layout": "example",
             "created": "", "seed": 1, "steps": steps_so_far, "incarnation": 0, "hera_version": ""}
     instance = InstanceFile(meta, built.definition, {})
     instance.set_tensors(built.tensors, None)
-    loaded = plugins.hook.hera_load(family="tally", definition=built.definition,
+    loaded = plugins.family_hooks("tally").hera_load(definition=built.definition,
                                     tensors=built.tensors, state=None, device="cpu", seed=1)
     assert isinstance(loaded, LoadedAgent)
     return AgentSession(plugins, instance, _Store(), loaded, "foreground")
@@ -130,3 +130,34 @@ def test_a_state_gone_nan_is_never_saved_over_the_last_good_save():
     with pytest.raises(HeraError, match="'counts' holds NaN .* last good save \\(step 10\\)"):
         session.save()
     assert session.store.saved == [10] and session.saved_steps == 10
+
+
+def test_one_table_names_every_agent_command():
+    """hera.agent_commands is the one list: both prompts' ``agent`` offer
+    exactly its prompt commands, the loop answers its control requests that
+    do not act on the agent itself, and hera.session.answer those that do
+    (a program's agent answers them through it too)."""
+    import inspect
+
+    from hera.agent_commands import CONTROL, ON_THE_AGENT, PROMPT
+    from hera.loop import Loop
+    from hera.prompt import LocalAgent, RemoteAgent
+    from hera.session import answer
+
+    prompt = {c.name for c in PROMPT}
+    for cls in (LocalAgent, RemoteAgent):
+        public = {n for n, _ in inspect.getmembers(cls, inspect.isfunction)
+                  if not n.startswith("_")}
+        assert public == prompt, cls
+    loop_handlers = Loop.handlers(Loop.__new__(Loop))
+    assert set(loop_handlers) | set(ON_THE_AGENT) | {"io"} == set(CONTROL)
+    assert not set(loop_handlers) & set(ON_THE_AGENT)
+    session = _session()
+    for cmd in ON_THE_AGENT:
+        args = {"line": "x"} if cmd == "input" else {}
+        if cmd in ("output_array", "freeze", "activity"):
+            with pytest.raises(HeraError):  # the test family has no arrays and no counters
+                answer(session, {"cmd": cmd, **args})
+        else:
+            assert answer(session, {"cmd": cmd, **args}) is not None, cmd
+    assert answer(session, {"cmd": "pause"}) is None
