@@ -31,13 +31,15 @@ DEFAULT_CHECKPOINT = 600.0
 
 
 def build(layout: str = "example", path: str | os.PathLike | None = None, *,
-          family: str = "abraxas", name: str | None = None, force: bool = False,
+          family: str | None = None, name: str | None = None, force: bool = False,
           seed: int | None = None, **overrides: Any) -> Path:
     """Build an instance file, as ``hera build`` does, and return its path.
 
     :param layout: the family's layout (``hera layouts``).
     :param path: the file to write (default: ``<uuid>.json`` here).
-    :param family: the family (``hera families``).
+    :param family: the family (``hera families``); default: the one of
+        ``~/.herarc`` or ``./hera.json``, else the one installed (with
+        several installed, name one).
     :param name: the agent's callsign (default: made from its id).
     :param force: replace ``path`` if it exists.
     :param seed: the agent's seed (its noise and input draws for life);
@@ -49,8 +51,9 @@ def build(layout: str = "example", path: str | os.PathLike | None = None, *,
     from hera.config import load_config
     from hera.plugins import load_plugins
 
-    definition = {**load_config().definition, **overrides}
-    built, _ = manager.build(load_plugins(), family, layout, definition,
+    config = load_config()
+    definition = {**config.definition, **overrides}
+    built, _ = manager.build(load_plugins(), family or config.options.get("family"), layout, definition,
                              None if path is None else Path(path), name, force, seed)
     return Path(built)
 

@@ -74,8 +74,10 @@ def _families(args: argparse.Namespace) -> Iterable[str]:
 def _layouts(args: argparse.Namespace) -> Iterable[str]:
     from hera.plugins import load_plugins
 
-    family = getattr(args, "family", None) or "abraxas"
-    return (layout.name for layout in load_plugins().layouts(family))
+    plugins = load_plugins()
+    named = getattr(args, "family", None)
+    families = [named] if named else [info.name for info, _, _ in plugins.families()]
+    return (layout.name for family in families for layout in plugins.layouts(family))
 
 
 def _signals(args: argparse.Namespace) -> Iterable[str]:

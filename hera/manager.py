@@ -137,8 +137,8 @@ def check_definition(plugins: Plugins, instance: InstanceFile) -> None:
     estimate, which needs nothing loaded), so that no agent is installed
     that could never be upped."""
     try:
-        plugins.hook.hera_simulate(family=instance.family, definition=dict(instance.definition),
-                                   device="cpu")
+        plugins.family_hooks(instance.family).hera_simulate(
+            definition=dict(instance.definition), device="cpu")
     except Exception as exc:  # noqa: BLE001 - a family's refusal is one line
         why = exc.message if isinstance(exc, HeraError) else f"{type(exc).__name__}: {exc}"
         raise InstanceFileError(f"agent {instance.id}: {instance.family} refuses its "
@@ -168,8 +168,8 @@ def upgrade(plugins: Plugins, instance: InstanceFile, store: AgentStore | None =
     tensors, state = instance.tensors(), instance.state()
     failed = f"{info.name} {info.version} could not upgrade agent {instance.id} from data format {old}"
     try:
-        upgraded = plugins.hook.hera_upgrade(
-            family=instance.family, data_format=old, definition=dict(instance.definition),
+        upgraded = plugins.family_hooks(instance.family).hera_upgrade(
+            data_format=old, definition=dict(instance.definition),
             tensors=tensors, state=state)
         if upgraded is not None:
             instance.definition = dict(upgraded.definition)
@@ -190,12 +190,14 @@ def upgrade(plugins: Plugins, instance: InstanceFile, store: AgentStore | None =
 # -- build -----------------------------------------------------------------------
 
 
-def build(plugins: Plugins, family: str, layout: str, overrides: dict[str, Any],
+def build(plugins: Plugins, family: str | None, layout: str, overrides: dict[str, Any],
           output: Path | None, callsign: str | None = None, force: bool = False,
           seed: int | None = None) -> tuple[Path, InstanceFile]:
     """Build a dead instance file (weights as the family makes them, no
     dynamic state) in the working directory; ``seed`` (default: drawn at
-    random) is the agent's for life: the same seed, the same bits."""
+    random) is the agent's for life: the same seed, the same bits.
+    ``family`` ``None``: the one installed (:meth:`Plugins.family_to_build`)."""
+    family = plugins.family_to_build(family)
     info = plugins.family(family)
     agent_id = identity.new_id()
     if seed is None:
@@ -203,8 +205,8 @@ def build(plugins: Plugins, family: str, layout: str, overrides: dict[str, Any],
     elif type(seed) is not int or not 0 <= seed < 2 ** 63:
         raise HeraError(f"a seed is a whole number from 0 to 2**63 - 1, not {seed!r}")
     try:
-        built = plugins.hook.hera_build(family=family, layout=layout, overrides=dict(overrides),
-                                        seed=seed)
+        built = plugins.family_hooks(family).hera_build(layout=layout, overrides=dict(overrides),
+                                                        seed=seed)
     except HeraError:
         raise
     except (MemoryError, RuntimeError) as exc:
@@ -485,8 +487,8 @@ def grow(plugins: Plugins, target: Target, changes: dict[str, Any]) -> InstanceF
     try:
         instance = store.load(target.id)
         upgrade(plugins, instance, store)
-        grown = plugins.hook.hera_grow(
-            family=instance.family, definition=dict(instance.definition),
+        grown = plugins.family_hooks(instance.family).hera_grow(
+            definition=dict(instance.definition),
             tensors=instance.tensors(), state=instance.state(), changes=dict(changes),
             seed=instance.meta["seed"],
         )

@@ -10,6 +10,7 @@ misspelt hook implementation fails loudly.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from hera.errors import HeraError, did_you_mean
+from hera.errors import HeraError, UsageError, did_you_mean
 from hera.hooks import PROJECT_NAME, specs
 from hera.hooks.types import FamilyInfo
 
@@ -102,11 +103,31 @@ class Plugins:
         names = [info.name for info, _, _ in families]
         raise HeraError(f"unknown family {name!r} (installed: {known}){did_you_mean(name, names)}")
 
+    def family_to_build(self, family: str | None) -> str:
+        """``family``, or where none is given or configured, the one
+        installed family; with several there is no silent default.
+
+        :raises UsageError: several families are installed and none was named.
+        :raises HeraError: none is installed.
+        """
+        if family is not None:
+            return family
+        names = sorted({info.name for info, _, _ in self.families()})
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise HeraError("no family is installed (hera families lists them)")
+        raise UsageError(f"which family? {len(names)} are installed ({', '.join(names)}): give "
+                         "--family NAME, or set family in the [options] of ~/.herarc or "
+                         "./hera.json")
+
     def layouts(self, family: str) -> list[Any]:
         """The layouts of ``family``; a plugin whose ``hera_layouts`` raises is
         named in a warning, and this family then has none."""
         try:
-            return list(self.family_caller("hera_layouts", family)(family=family) or [])
+            return list(self.family_hooks(family).hera_layouts() or [])
+        except HeraError:
+            raise
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
             self.warn_once(f"the layouts of family {family!r} cannot be listed: hera_layouts "
                            f"raised {type(exc).__name__}: {exc}")
@@ -118,29 +139,62 @@ class Plugins:
             self._warned.add(message)
             _warn(message)
 
-    def family_caller(self, hook_name: str, family: str) -> Callable[..., Any]:
-        """A way to call hook ``hook_name`` for ``family``'s agents, taking
-        the hook's keyword arguments.
+    def owner(self, family: str) -> str:
+        """The name of the one plugin that provides ``family``.
 
-        pluggy's dispatch costs a few microseconds a call, which a program
-        that steps or feeds an agent one step at a time pays on every step.
-        So when only families implement the hook, none of them as a wrapper,
-        this is ``family``'s own implementation (the others would answer
-        ``None`` for its agents); when any other plugin implements or wraps
-        it, it is the hook, called through pluggy as usual.
+        :raises HeraError: no plugin, or several, provide it (as
+            :meth:`family` says).
+        """
+        self.family(family)
+        return next(name for info, name, _ in self.families() if info.name == family)
+
+    def family_hooks(self, family: str) -> "FamilyHooks":
+        """The hooks of ``family``'s agents, routed by hera: see
+        :class:`FamilyHooks`.
+
+        :raises HeraError: ``family`` is not installed, or two plugins
+            claim it.
+        """
+        owner = self.owner(family)
+        self._warn_old_style(family, owner)
+        return FamilyHooks(self, family, owner)
+
+    def routed(self, hook_name: str, family: str, owner: str) -> Callable[..., Any]:
+        """A way to call hook ``hook_name`` for ``family``'s agents, taking
+        the hook's keyword arguments except ``family``, which it supplies.
+
+        Only ``owner``'s implementation answers among the families (the
+        others' are left out of the call, as pluggy's
+        ``subset_hook_caller`` does); every plugin that is not a family, a
+        recorder's wrapper say, still sees the call. When no such plugin
+        implements the hook, this is the family's own function, called
+        straight: pluggy's dispatch costs a few microseconds, which a
+        program stepping an agent one step at a time would pay each step.
         """
         caller = getattr(self.hook, hook_name)
+        families = {name for _, name, _ in self.families()}
         impls = caller.get_hookimpls()
-        families = {name: info.name for info, name, _ in self.families()}
-        own = [impl for impl in impls if families.get(impl.plugin_name) == family]
-        if len(own) != 1 or any(impl.hookwrapper or impl.wrapper
-                                or impl.plugin_name not in families for impl in impls):
-            return caller
-        impl = own[0]
-        if set(impl.argnames) == set(caller.spec.argnames):
-            return impl.function
-        wanted = impl.argnames  # it declares only some of the hook's arguments
-        return lambda **given: impl.function(**{name: given[name] for name in wanted})
+        own = [impl for impl in impls if impl.plugin_name == owner]
+        others = [impl for impl in impls if impl.plugin_name not in families]
+        if not others and len(own) <= 1 and not any(i.hookwrapper or i.wrapper for i in own):
+            return _direct(own[0], family, tuple(caller.spec.argnames)) if own else _no_answer
+        # each family once, even if several of their names are blocked aliases
+        away = [self.manager.get_plugin(name) for name in families - {owner}]
+        subset = self.manager.subset_hook_caller(hook_name, [p for p in away if p is not None])
+        return functools.partial(subset, family=family)
+
+    def _warn_old_style(self, family: str, owner: str) -> None:
+        """Name, once, a family written for the 0.1 hooks: its hooks take a
+        ``family`` argument to check, which hera's routing made needless."""
+        old = [name for name in self.hooks_of(owner) if name != "hera_family"
+               and any("family" in impl.argnames and impl.plugin_name == owner
+                       for impl in getattr(self.hook, name).get_hookimpls())]
+        if old:
+            self.warn_once(
+                f"family {family!r} (plugin {owner!r}) is written for hera 0.1's hooks: hera now "
+                f"calls only a family's own hooks, so drop the 'family' argument and its check "
+                f"from {', '.join(old)} (see docs/writing-a-family.md, 'Hooks'); the 0.1 form "
+                f"keeps working until hera 0.3")
 
     def hooks_of(self, name: str) -> list[str]:
         """Names of the hera hooks plugin ``name`` implements."""
@@ -148,6 +202,43 @@ class Plugins:
         return sorted(
             caller.name for caller in self.manager.get_hookcallers(plugin) or []
         )
+
+
+class FamilyHooks:
+    """One family's hooks: ``hooks.hera_step(agent=handle, steps=10)``
+    calls the family's own ``hera_step`` (with ``family`` filled in for the
+    plugins that declare it), and nobody else's among the families.
+
+    Got from :meth:`Plugins.family_hooks`; each hook is looked up once, on
+    first use, so keep the object while the agent lives.
+    """
+
+    def __init__(self, plugins: Plugins, family: str, owner: str):
+        self.family = family
+        self.plugin = owner
+        self._plugins = plugins
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if not name.startswith("hera_") or not hasattr(specs, name):
+            raise AttributeError(f"hera has no hook {name!r}")
+        caller = self._plugins.routed(name, self.family, self.plugin)
+        setattr(self, name, caller)
+        return caller
+
+
+def _direct(impl: Any, family: str, spec_args: tuple[str, ...]) -> Callable[..., Any]:
+    """``impl``'s function, taking the hook's keyword arguments but
+    ``family``: the function itself when it declares exactly those."""
+    wanted = tuple(impl.argnames)
+    if set(wanted) == set(spec_args) - {"family"}:
+        return impl.function
+    return lambda **given: impl.function(**{name: family if name == "family" else given[name]
+                                            for name in wanted})
+
+
+def _no_answer(**_given: Any) -> None:
+    """A hook the family does not implement: no answer, as pluggy gives."""
+    return None
 
 
 def create_manager() -> Plugins:

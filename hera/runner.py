@@ -75,10 +75,17 @@ class UpResult:
     recording_error: str | None = None
 
 
+def _local_prompt(loop: Loop) -> None:
+    """The Python prompt on this terminal (imported only when it opens)."""
+    from hera.prompt import run_local_prompt
+
+    run_local_prompt(loop)
+
+
 def resource_report(plugins: Plugins, instance: InstanceFile, device: str) -> ResourceReport | None:
     """The family's estimate of what ``instance`` needs on ``device``."""
-    return plugins.hook.hera_simulate(family=instance.family, definition=dict(instance.definition),
-                                      device=device)
+    return plugins.family_hooks(instance.family).hera_simulate(
+        definition=dict(instance.definition), device=device)
 
 
 def check_fits(report: ResourceReport | None, device: str, capacity: int | None = None) -> None:
@@ -154,8 +161,8 @@ class Run:
         older = upgrade(plugins, instance, store if installed else None)
         check_fits(resource_report(plugins, instance, device), device)  # before installing
         _record(self.lock, op="starting", device=device, mode=self.mode)
-        loaded = plugins.hook.hera_load(
-            family=instance.family, definition=dict(instance.definition),
+        loaded = plugins.family_hooks(instance.family).hera_load(
+            definition=dict(instance.definition),
             tensors=instance.tensors(), state=instance.state(), device=device,
             seed=instance.meta["seed"])
         if loaded is None:  # pragma: no cover - check_family found it
@@ -291,8 +298,9 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
             loop = Loop(session, inbox, run.console, steps=options.steps, chunk=options.chunk,
                         checkpoint=options.checkpoint, output_every=options.output_every,
                         prompt_after=options.prompt_after, on_state=run.record,
-                        reserve=run.reserve, log_every=options.log_every)
-            run.serve(loop.handle_request, loop.stream, options.steps)
+                        reserve=run.reserve, log_every=options.log_every,
+                        open_prompt=_local_prompt)
+            run.serve(loop.requests.handle, loop.streams.stream, options.steps)
             if ready is not None:
                 ready({"id": session.id, "callsign": session.callsign, "pid": os.getpid(),
                        "device": session.device, "backend": session.backend,

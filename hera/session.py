@@ -52,10 +52,8 @@ class AgentSession:
 
     def __init__(self, plugins: Plugins, instance: InstanceFile, store: AgentStore,
                  loaded: Any, mode: str):
-        hook = plugins.hook
-        # the hooks called every step go straight to the family where they can
-        self._step_hook = plugins.family_caller("hera_step", instance.family)
-        self._feed_array = plugins.family_caller("hera_feed_array", instance.family)
+        hook = plugins.family_hooks(instance.family)
+        self._step_hook, self._feed_array = hook.hera_step, hook.hera_feed_array
         self._serialize = hook.hera_serialize
         self._encode, self._decode = hook.hera_encode_input, hook.hera_decode_output
         self._output_array, self._freeze = hook.hera_output_array, hook.hera_freeze
@@ -116,7 +114,7 @@ class AgentSession:
         while left > 0:
             n = min(left, self._room())
             began = time.perf_counter()
-            taken = self._step_hook(family=self.family, agent=self.handle, steps=n)
+            taken = self._step_hook(agent=self.handle, steps=n)
             if taken is None or taken < 1:
                 raise HeraError(f"family {self.family} did not step")
             self.step_count += taken
@@ -162,12 +160,12 @@ class AgentSession:
 
     def feed(self, line: str) -> None:
         """Put one line into the agent's input area."""
-        if not self._encode(family=self.family, agent=self.handle, line=line):
+        if not self._encode(agent=self.handle, line=line):
             raise HeraError(f"family {self.family} did not take the input line")
 
     def read_output(self) -> str:
         """The agent's output area since the last read, as one line."""
-        line = self._decode(family=self.family, agent=self.handle)
+        line = self._decode(agent=self.handle)
         if line is None:
             raise HeraError(f"family {self.family} gave no output line")
         return line
@@ -178,7 +176,7 @@ class AgentSession:
         next step (see :func:`hera.hooks.specs.hera_feed_array`)."""
         if values is None and spikes is None:
             return
-        if not self._feed_array(family=self.family, agent=self.handle, values=values,
+        if not self._feed_array(agent=self.handle, values=values,
                                 spikes=spikes):
             raise HeraError(f"family {self.family} takes no input arrays; feed it lines")
 
@@ -186,20 +184,20 @@ class AgentSession:
         """The agent's output area since the last read, as a NumPy array."""
         import numpy
 
-        counts = self._output_array(family=self.family, agent=self.handle)
+        counts = self._output_array(agent=self.handle)
         if counts is None:
             raise HeraError(f"family {self.family} gives no output array; read its lines")
         return numpy.asarray(counts)
 
     def freeze(self, frozen: bool = True) -> None:
         """Freeze (or, ``frozen=False``, thaw) all the agent's adaptation."""
-        if not self._freeze(family=self.family, agent=self.handle, frozen=bool(frozen)):
+        if not self._freeze(agent=self.handle, frozen=bool(frozen)):
             raise HeraError(f"family {self.family} cannot freeze its learning")
 
     def activity(self) -> dict[str, tuple[int, int]] | None:
         """Spikes of each population since the agent was loaded, with its
         size (``None``: the family does not count them)."""
-        counts = self._activity(family=self.family, agent=self.handle)
+        counts = self._activity(agent=self.handle)
         return None if counts is None else {str(name): (int(spikes), int(size))
                                             for name, (spikes, size) in counts.items()}
 
@@ -211,7 +209,7 @@ class AgentSession:
 
     def probe(self, variable: str, neurons: Any) -> Any:
         """``variable`` of ``neurons`` now (the family's ``hera_probe``)."""
-        value = self._probe(family=self.family, agent=self.handle, variable=variable,
+        value = self._probe(agent=self.handle, variable=variable,
                             neurons=neurons)
         if value is None:
             raise HeraError(f"family {self.family} cannot be recorded: it has no hera_probe")
@@ -220,7 +218,7 @@ class AgentSession:
     def tensors(self) -> dict[str, Any]:
         """CPU copies of every tensor of the agent, learned and dynamic
         (dynamic ones prefixed ``state.``), for inspection."""
-        return _every_tensor(self._serialize(family=self.family, agent=self.handle))
+        return _every_tensor(self._serialize(agent=self.handle))
 
     # -- saving ----------------------------------------------------------------------
 
@@ -231,7 +229,7 @@ class AgentSession:
             state could never be loaded again, so the store's last good
             save must not be replaced by it.
         """
-        snapshot = self._serialize(family=self.family, agent=self.handle)
+        snapshot = self._serialize(agent=self.handle)
         broken = next((name for name, tensor in _every_tensor(snapshot).items()
                        if not tensor_codec.is_finite(tensor)), None)
         if broken is not None:

@@ -7,15 +7,19 @@ spike-timing dependent plasticity with homeostatic thresholds. Instances are
 built with zero weights (input weights at the layout's ``initial_weight``)
 and learn from their input.
 
-This module only holds the hook implementations; it imports torch inside the
+This module only holds the hook implementations, each for abraxas's agents
+alone (hera calls a family's own hooks only); it imports torch inside the
 hooks that need it, so ``hera families`` and ``hera layouts`` stay fast.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hera.hooks import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
+from hera.family import FamilyInfo, LayoutInfo, ResourceReport, hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hera_family_abraxas.model import Sheet
 
 NAME = "abraxas"
 __version__ = "0.5.0"
@@ -33,9 +37,7 @@ def hera_family() -> FamilyInfo:
 
 
 @hookimpl
-def hera_layouts(family: str) -> list[LayoutInfo] | None:
-    if family != NAME:
-        return None
+def hera_layouts() -> list[LayoutInfo]:
     from hera_family_abraxas import layouts
 
     found = []
@@ -48,12 +50,10 @@ def hera_layouts(family: str) -> list[LayoutInfo] | None:
 
 
 @hookimpl
-def hera_build(family: str, layout: str, overrides: dict[str, Any], seed: int):
-    if family != NAME:
-        return None
+def hera_build(layout: str, overrides: dict[str, Any], seed: int):
     import sys
 
-    from hera.hooks import Built
+    from hera.family import Built
     from hera_family_abraxas import layouts, model
 
     if layout in layouts.RENAMED:
@@ -64,44 +64,35 @@ def hera_build(family: str, layout: str, overrides: dict[str, Any], seed: int):
 
 
 @hookimpl
-def hera_simulate(family: str, definition: dict[str, Any], device: str) -> ResourceReport | None:
-    if family != NAME:
-        return None
-    from hera_family_abraxas import layouts
+def hera_simulate(definition: dict[str, Any], device: str) -> ResourceReport:
+    from hera_family_abraxas import backends, layouts
 
     layouts.check_definition(definition)
-    # On CUDA the Triton kernels work in place; the torch reference gathers.
-    backend = "triton" if device.startswith("cuda") else "torch"
-    classes = layouts.memory_by_class(definition, backend)
+    # what the sheet will step on: the torch references gather, the others work in place
+    classes = layouts.memory_by_class(definition, backends.planned(device))
     return ResourceReport(device=device, tensors=classes, dominant="width x height x depth x cells")
 
 
 @hookimpl
-def hera_grow(family: str, definition: dict[str, Any], tensors: dict, state: Any,
+def hera_grow(definition: dict[str, Any], tensors: dict, state: Any,
               changes: dict[str, Any]):
-    if family != NAME:
-        return None
     from hera_family_abraxas.grow import grow
 
     return grow(definition, tensors, state, changes)
 
 
 @hookimpl
-def hera_upgrade(family: str, data_format: int, definition: dict[str, Any], tensors: dict,
+def hera_upgrade(data_format: int, definition: dict[str, Any], tensors: dict,
                  state: Any):
-    if family != NAME:
-        return None
     from hera_family_abraxas.upgrade import upgrade
 
     return upgrade(data_format, definition, tensors, state)
 
 
 @hookimpl
-def hera_load(family: str, definition: dict[str, Any], tensors: dict, state: Any, device: str,
+def hera_load(definition: dict[str, Any], tensors: dict, state: Any, device: str,
               seed: int):
-    if family != NAME:
-        return None
-    from hera.hooks import LoadedAgent
+    from hera.family import LoadedAgent
     from hera_family_abraxas.model import Sheet
 
     sheet = Sheet(definition, tensors, state, device, seed)
@@ -109,24 +100,18 @@ def hera_load(family: str, definition: dict[str, Any], tensors: dict, state: Any
 
 
 @hookimpl
-def hera_step(family: str, agent: Any, steps: int) -> int | None:
-    if family != NAME:
-        return None
+def hera_step(agent: Sheet, steps: int) -> int:
     agent.run(steps)
     return steps
 
 
 @hookimpl
-def hera_serialize(family: str, agent: Any):
-    if family != NAME:
-        return None
+def hera_serialize(agent: Sheet):
     return agent.snapshot()
 
 
 @hookimpl
-def hera_encode_input(family: str, agent: Any, line: str) -> bool | None:
-    if family != NAME:
-        return None
+def hera_encode_input(agent: Sheet, line: str) -> bool:
     from hera_family_abraxas.codec import FREEZE, line_to_values, reward_level, spike_channels
 
     word = line.strip().lower()
@@ -146,46 +131,34 @@ def hera_encode_input(family: str, agent: Any, line: str) -> bool | None:
 
 
 @hookimpl
-def hera_decode_output(family: str, agent: Any) -> str | None:
-    if family != NAME:
-        return None
+def hera_decode_output(agent: Sheet) -> str:
     from hera_family_abraxas.codec import counts_to_line
 
     return counts_to_line(agent.take_output())
 
 
 @hookimpl
-def hera_feed_array(family: str, agent: Any, values: Any, spikes: Any) -> bool | None:
-    if family != NAME:
-        return None
+def hera_feed_array(agent: Sheet, values: Any, spikes: Any) -> bool:
     agent.feed_arrays(values, spikes)
     return True
 
 
 @hookimpl
-def hera_output_array(family: str, agent: Any) -> Any:
-    if family != NAME:
-        return None
+def hera_output_array(agent: Sheet) -> Any:
     return agent.take_output_array()
 
 
 @hookimpl
-def hera_freeze(family: str, agent: Any, frozen: bool) -> bool | None:
-    if family != NAME:
-        return None
+def hera_freeze(agent: Sheet, frozen: bool) -> bool:
     agent.set_frozen(frozen)
     return True
 
 
 @hookimpl
-def hera_activity(family: str, agent: Any) -> dict | None:
-    if family != NAME:
-        return None
+def hera_activity(agent: Sheet) -> dict:
     return agent.activity_counts()
 
 
 @hookimpl
-def hera_probe(family: str, agent: Any, variable: str, neurons: Any) -> Any:
-    if family != NAME:
-        return None
+def hera_probe(agent: Sheet, variable: str, neurons: Any) -> Any:
     return agent.probe(variable, neurons)

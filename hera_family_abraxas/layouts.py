@@ -211,7 +211,7 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
     """Bytes an upped instance allocates, by tensor class (see ``model``
     and ``connectivity``): every lasting tensor exactly, and a bound on the
     temporaries of one step, which only the torch backend's event ops need
-    (``backend`` is ``"torch"`` or ``"triton"``)."""
+    (``backend`` is ``"torch"``, ``"triton"`` or ``"cpp"``)."""
     neurons, inputs, k = neuron_count(d), d["inputs"], slots_per_row(d)
     first, sources, j = first_layer_size(d), source_count(d), d["inputs"] + k
     input_slots = inputs * first

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import sys
 from typing import Any
 
@@ -25,10 +24,10 @@ import torch
 
 from hera.errors import HeraError, InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
-from hera.kernels import check_backend, default_backend, missing_triton
+from hera.kernels import missing_triton
 from hera.kernels.counter_random.keys import stream_key
 from hera.kernels.deliver_spikes import DEFAULT_SCALE
-from hera_family_abraxas import connectivity, layouts
+from hera_family_abraxas import backends, connectivity, layouts
 
 #: Names of the learned tensors and of the dynamic-state tensors.
 LEARNED = ("input_weights", "weights", "thresholds")
@@ -40,7 +39,7 @@ STATE = ("membrane", "refractory", "pre_trace", "post_trace", "ring", "input_rat
 NOISE_STREAM, INPUT_STREAM = 0, 1
 
 #: The backends a sheet can step on.
-BACKENDS = ("torch", "triton", "cpp")
+BACKENDS = backends.BACKENDS
 
 #: Fixed-point units per unit of weight in the delay ring and the scaling sums.
 SCALE = DEFAULT_SCALE
@@ -80,37 +79,11 @@ class Sheet:
         #: Who computes the step: "cpp", the compiled CPU step (the default
         #: on a CPU where it builds), hera.kernels' "triton" (the default on
         #: CUDA) or "torch" (their references); all give the same bits.
-        requested = backend or os.environ.get("HERA_ABRAXAS_BACKEND")
-        self._compiled = None
-        if requested is None:
-            self.backend = default_backend(self.device)
+        if backend is None and self.device.type == "cuda":
             hint = missing_triton(self.device)
             if hint:
                 _say_once(f"abraxas: {hint}")
-            if self.device.type == "cpu":
-                from hera_family_abraxas.cpu_backend import available
-
-                self._compiled = available()
-                self.backend = "torch" if self._compiled is None else "cpp"
-        elif requested == "cpp":
-            if self.device.type != "cpu":
-                raise HeraError(f"the abraxas cpp backend runs on the CPU, not {self.device}")
-            from hera_family_abraxas.cpu_backend import compiled
-
-            try:
-                self._compiled = compiled()
-            except RuntimeError as error:
-                raise HeraError(str(error)) from error
-            self.backend = "cpp"
-        elif requested not in BACKENDS:
-            raise HeraError(f"abraxas has no backend {requested!r} (HERA_ABRAXAS_BACKEND: "
-                            f"{', '.join(BACKENDS)})")
-        else:
-            try:
-                check_backend(requested, self.device)
-            except (ValueError, RuntimeError) as error:
-                raise HeraError(f"abraxas cannot step on {requested}: {error}") from error
-            self.backend = requested
+        self.backend, self._compiled = backends.choose(self.device, backend)
         # The step loop calls the chosen implementation directly: the sheet
         # builds and checks its own tensors (_expect), so the public
         # functions' per-call checks would only cost time every step.

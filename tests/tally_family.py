@@ -30,16 +30,12 @@ def hera_family():
 
 
 @hookimpl
-def hera_layouts(family):
-    if family != NAME:
-        return None
+def hera_layouts():
     return [LayoutInfo("example", "four counters", {"size": 4}, 4, 0, 64)]
 
 
 @hookimpl
-def hera_build(family, layout, overrides, seed):
-    if family != NAME:
-        return None
+def hera_build(layout, overrides, seed):
     import torch
 
     if layout != "example":
@@ -49,16 +45,12 @@ def hera_build(family, layout, overrides, seed):
 
 
 @hookimpl
-def hera_simulate(family, definition, device):
-    if family != NAME:
-        return None
+def hera_simulate(definition, device):
     return ResourceReport(device, {"counters": definition["size"] * 16}, "size")
 
 
 @hookimpl
-def hera_grow(family, definition, tensors, state, changes):
-    if family != NAME:
-        return None
+def hera_grow(definition, tensors, state, changes):
     import torch
 
     size = changes.get("size", definition["size"])
@@ -74,9 +66,7 @@ def hera_grow(family, definition, tensors, state, changes):
 
 
 @hookimpl
-def hera_upgrade(family, data_format, definition, tensors, state):
-    if family != NAME:
-        return None
+def hera_upgrade(data_format, definition, tensors, state):
     import torch
 
     counts = tensors["counts"].round().to(torch.int64)  # format 1 -> 2: whole counters
@@ -109,39 +99,29 @@ class Counter:
 
 
 @hookimpl
-def hera_load(family, definition, tensors, state, device, seed):
-    if family != NAME:
-        return None
+def hera_load(definition, tensors, state, device, seed):
     return LoadedAgent(Counter(definition, tensors, state, seed), "cpu", "torch")
 
 
 @hookimpl
-def hera_step(family, agent, steps):
-    if family != NAME:
-        return None
+def hera_step(agent, steps):
     agent.run(steps)
     return steps
 
 
 @hookimpl
-def hera_serialize(family, agent):
-    if family != NAME:
-        return None
+def hera_serialize(agent):
     state = DynamicState({"acc": agent.acc.clone(), "rng": agent.generator.get_state()},
                          {"inputs": list(agent.inputs)})
     return Snapshot(dict(agent.definition), {"counts": agent.counts.clone()}, state)
 
 
 @hookimpl
-def hera_encode_input(family, agent, line):
-    if family != NAME:
-        return None
+def hera_encode_input(agent, line):
     agent.inputs.append(line)
     return True
 
 
 @hookimpl
-def hera_decode_output(family, agent):
-    if family != NAME:
-        return None
+def hera_decode_output(agent):
     return " ".join(f"{c:.0f}" for c in agent.counts.tolist())

@@ -343,10 +343,10 @@ def test_a_reward_line_gates_plasticity():
     from hera.errors import HeraError
     from hera.plugins import load_plugins
 
-    hook = load_plugins().hook
+    hook = load_plugins().family_hooks("abraxas")
 
     def feed(sheet: Sheet, line: str) -> None:
-        assert hook.hera_encode_input(family="abraxas", agent=sheet, line=line) is True
+        assert hook.hera_encode_input(agent=sheet, line=line) is True
 
     sheet = _sheet(seed=4, noise=1.0)
     sheet.run(200)

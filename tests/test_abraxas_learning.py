@@ -32,7 +32,7 @@ def _quiet(**overrides) -> dict:
 
 def _feed(sheet: Sheet, line: str) -> None:
     """A line through the family's hook, as hera gives it."""
-    assert load_plugins().hook.hera_encode_input(family="abraxas", agent=sheet,
+    assert load_plugins().family_hooks("abraxas").hera_encode_input(agent=sheet,
                                                  line=line) is True
 
 
@@ -261,13 +261,13 @@ def test_the_neuron_traces_decay_with_tau_depression(backend):
 def test_a_layout_builds_its_input_weights_at_initial_weight():
     from hera.errors import DefinitionError
 
-    hook = load_plugins().hook
-    built = hook.hera_build(family="abraxas", layout="example",
+    hook = load_plugins().family_hooks("abraxas")
+    built = hook.hera_build(layout="example",
                             overrides={"initial_weight": 0.25}, seed=1)
     assert torch.equal(built.tensors["input_weights"],
                        torch.full_like(built.tensors["input_weights"], 0.25))
     assert not built.tensors["weights"].any() and not built.tensors["thresholds"].any()
-    plain = hook.hera_build(family="abraxas", layout="example", overrides={}, seed=1)
+    plain = hook.hera_build(layout="example", overrides={}, seed=1)
     assert not plain.tensors["input_weights"].any()
     with pytest.raises(DefinitionError, match="initial_weight"):
         layouts.definition_for("example", {"initial_weight": 1.5})
@@ -285,7 +285,7 @@ def test_arrays_give_the_bits_of_the_lines_they_stand_for(cpp_backend, values, c
     person would type, over steps with learning on, on torch and on the
     compiled step (which computes the rates itself); and the output array
     against the output line."""
-    hook = load_plugins().hook
+    hook = load_plugins().family_hooks("abraxas")
     d = layouts.definition_for("example", {"noise": 1.0, "input_rate": 0.02})
     by_line = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend="torch")
     by_array = Sheet(d, model.zero_parameters(d), None, "cpu", seed, backend=backend)
@@ -294,16 +294,16 @@ def test_arrays_give_the_bits_of_the_lines_they_stand_for(cpp_backend, values, c
     _feed(by_line, "spikes " + " ".join(map(str, channels)))
     import numpy
 
-    assert hook.hera_feed_array(family="abraxas", agent=by_array,
+    assert hook.hera_feed_array(agent=by_array,
                                 values=numpy.array(values if values else [0.0]),
                                 spikes=numpy.array(channels, dtype=numpy.int64)) is True
     assert by_line.input_rates.view(torch.int32).equal(by_array.input_rates.view(torch.int32))
     by_line.run(30)
     by_array.run(30)
     _assert_same(by_line, by_array)
-    counts = hook.hera_output_array(family="abraxas", agent=by_array)
+    counts = hook.hera_output_array(agent=by_array)
     assert counts.tolist() == [int(c) for c in hook.hera_decode_output(
-        family="abraxas", agent=by_line).split()]
+        agent=by_line).split()]
 
 
 @pytest.mark.parametrize("values, spikes, message", [
@@ -317,7 +317,7 @@ def test_a_bad_array_is_refused_and_changes_nothing(values, spikes, message):
     sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=1, backend="torch")
     rates = sheet.input_rates.clone()
     with pytest.raises(HeraError, match=message):
-        load_plugins().hook.hera_feed_array(family="abraxas", agent=sheet, values=values,
+        load_plugins().family_hooks("abraxas").hera_feed_array(agent=sheet, values=values,
                                             spikes=spikes)
     assert torch.equal(sheet.input_rates, rates) and not sheet.input_spikes.any()
 
@@ -325,14 +325,14 @@ def test_a_bad_array_is_refused_and_changes_nothing(values, spikes, message):
 def test_the_freeze_hook_freezes_all_adaptation():
     d = layouts.definition_for("example", {"noise": 1.0})
     sheet = Sheet(d, model.zero_parameters(d), None, "cpu", seed=3, backend="torch")
-    hook = load_plugins().hook
+    hook = load_plugins().family_hooks("abraxas")
     sheet.set_input([1.0, 0.8, 0.6, 0.9])
     sheet.run(80)
-    assert hook.hera_freeze(family="abraxas", agent=sheet, frozen=True) is True
+    assert hook.hera_freeze(agent=sheet, frozen=True) is True
     before = _learned(sheet)
     sheet.run(200)
     assert all(torch.equal(before[k], t) for k, t in _learned(sheet).items())
-    assert hook.hera_freeze(family="abraxas", agent=sheet, frozen=False) is True
+    assert hook.hera_freeze(agent=sheet, frozen=False) is True
     sheet.run(80)
     assert not all(torch.equal(before[k], t) for k, t in _learned(sheet).items())
 
@@ -351,7 +351,7 @@ def test_activity_counts_every_spike_alike_on_torch_and_the_compiled_step(cpp_ba
         sheet.run(steps)
     torch_sheet, cpp_sheet = sheets
     assert torch.equal(torch_sheet.activity, cpp_sheet.activity)
-    counts = load_plugins().hook.hera_activity(family="abraxas", agent=cpp_sheet)
+    counts = load_plugins().family_hooks("abraxas").hera_activity(agent=cpp_sheet)
     assert list(counts) == ["inputs"] + [f"layer {k + 1}" for k in range(d["depth"])]
     assert counts["inputs"][0] > 0 and counts["inputs"][1] == d["inputs"]
     assert counts[f"layer {d['depth']}"][0] == sum(cpp_sheet.take_output())

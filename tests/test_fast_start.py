@@ -30,3 +30,14 @@ def test_version_and_bare_invocation(world):
     assert world.run("--version").stdout.startswith("hera ")
     bare = world.run(check=False)
     assert bare.returncode == 2 and "COMMAND" in bare.stdout
+
+
+def test_the_family_authors_module_is_light_until_a_kernel_is_used(world):
+    """hera.family is imported at the top of every family's plugin module:
+    it must not pull torch in; its kernels do, when first used."""
+    proc = world.run_python(
+        "import sys\nimport hera.family as f\n"
+        "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))\n"
+        "assert callable(f.fill_normal) and callable(f.stream_key)\n"
+        "print('torch' in sys.modules, sorted(f.__all__) == sorted(dir(f)))\n")
+    assert proc.stdout.split("\n")[:2] == ["[]", "True True"]

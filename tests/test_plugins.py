@@ -47,39 +47,57 @@ def test_core_runs_a_family_defined_by_the_test(places, tally):
     assert saved.state().tensors["acc"].sum() > 0
 
 
-def test_every_hook_answers_for_its_family_and_none_for_others(places, tally):
-    hook = tally.hook
-    assert [i.name for i in hook.hera_family()] == ["tally"]
-    assert hook.hera_layouts(family="tally")[0].name == "example"
-    assert hook.hera_layouts(family="other") is None
-    built = hook.hera_build(family="tally", layout="example", overrides={}, seed=1)
-    assert built.tensors["counts"].shape == (4,)
-    assert hook.hera_build(family="other", layout="example", overrides={}, seed=1) is None
-    assert hook.hera_simulate(family="tally", definition=built.definition, device="cpu").total == 64
-    grown = hook.hera_grow(family="tally", definition=built.definition, tensors=built.tensors,
-                           state=None, changes={"size": 6}, seed=1)
-    assert grown.tensors["counts"].shape == (6,)
-    loaded = hook.hera_load(family="tally", definition=built.definition, tensors=built.tensors,
-                            state=None, device="cpu", seed=3)
-    assert hook.hera_step(family="tally", agent=loaded.handle, steps=5) == 5
-    assert hook.hera_encode_input(family="tally", agent=loaded.handle, line="hello") is True
-    assert hook.hera_decode_output(family="tally", agent=loaded.handle) == "5 5 5 5"
-    snap = hook.hera_serialize(family="tally", agent=loaded.handle)
-    assert snap.state.values["inputs"] == ["hello"]
-    upgraded = hook.hera_upgrade(family="tally", data_format=1, definition=snap.definition,
-                                 tensors=snap.tensors, state=snap.state)
-    assert upgraded.tensors["counts"].dtype == torch.int64
-    assert upgraded.tensors["counts"].tolist() == [5, 5, 5, 5]
-    assert hook.hera_upgrade(family="other", data_format=1, definition=snap.definition,
-                             tensors=snap.tensors, state=snap.state) is None
+def _family_module(source: str, name: str):
+    import types
+
+    module = types.ModuleType(f"family_{name}")
+    exec(compile(source.replace('NAME = "tally"', f"NAME = {name!r}"), name, "exec"),
+         module.__dict__)
+    return module
+
+
+def test_every_hook_reaches_its_own_family_and_no_other(places, tally):
+    """Two families whose hooks never ask which family they serve: hera
+    calls each one's own, whichever was registered last."""
+    twin = _family_module(_edited('"four counters"', '"twin counters"'), "twin")
+    tally.register(twin, "twin")
+    for family, size in (("tally", 4), ("twin", 4)):
+        hook = tally.family_hooks(family)
+        assert hook.hera_layouts()[0].summary == ("four counters" if family == "tally"
+                                                  else "twin counters")
+        built = hook.hera_build(layout="example", overrides={}, seed=1)
+        assert built.tensors["counts"].shape == (size,)
+        assert hook.hera_simulate(definition=built.definition, device="cpu").total == 64
+        grown = hook.hera_grow(definition=built.definition, tensors=built.tensors,
+                               state=None, changes={"size": 6}, seed=1)
+        assert grown.tensors["counts"].shape == (6,)
+        loaded = hook.hera_load(definition=built.definition, tensors=built.tensors,
+                                state=None, device="cpu", seed=3)
+        assert type(loaded.handle).__module__ == f"family_{family}" or family == "tally"
+        assert hook.hera_step(agent=loaded.handle, steps=5) == 5
+        assert hook.hera_encode_input(agent=loaded.handle, line="hello") is True
+        assert hook.hera_decode_output(agent=loaded.handle) == "5 5 5 5"
+        snap = hook.hera_serialize(agent=loaded.handle)
+        assert snap.state.values["inputs"] == ["hello"]
+        upgraded = hook.hera_upgrade(data_format=1, definition=snap.definition,
+                                     tensors=snap.tensors, state=snap.state)
+        assert upgraded.tensors["counts"].dtype == torch.int64
+        assert upgraded.tensors["counts"].tolist() == [5, 5, 5, 5]
+        assert hook.hera_probe(agent=loaded.handle, variable="spikes", neurons=None) is None
+    assert [i.name for i in tally.hook.hera_family()] == ["twin", "tally"]
     for name in HOOKS:
         if name != "hera_family":
-            assert getattr(hook, name).spec.opts.get("firstresult"), name
+            assert getattr(tally.hook, name).spec.opts.get("firstresult"), name
+    with pytest.raises(HeraError, match="unknown family 'other'"):
+        tally.family_hooks("other")
+    with pytest.raises(AttributeError, match="no hook 'hera_stpe'"):
+        tally.family_hooks("tally").hera_stpe  # noqa: B018
 
 
 def test_a_hookwrapper_sees_every_chunk(places, tally):
     recorder = StepRecorder()
     tally.register(recorder, "recorder")
+    tally.register(_family_module(TALLY_SOURCE, "twin"), "twin")  # left out of tally's calls
     path, built = manager.build(tally, "tally", "example", {}, None)
     store = AgentStore(Scope("user"))
     target = manager.select_target(store, str(path), None, None, allow_uninstalled=True)
@@ -98,6 +116,12 @@ def test_grow_through_the_core_keeps_what_was_learned(places, tally):
     with pytest.raises(HeraError, match="cannot shrink"):
         manager.grow(tally, target, {"size": 2})
     assert store.load(built.id).definition["size"] == 6
+
+
+def _edited(old: str, new: str) -> str:
+    """The test family's source with ``old`` replaced (which must be there)."""
+    assert old in TALLY_SOURCE, old
+    return TALLY_SOURCE.replace(old, new)
 
 
 def _write_family(where: Path, source: str = TALLY_SOURCE, name: str = "tally") -> Path:
@@ -145,11 +169,13 @@ def test_blocked_plugins_are_not_loaded(world):
     world.env["HERA_DISABLE_PLUGINS"] = "abraxas"
     assert json.loads(world.run("families", "--json").stdout) == []
     proc = world.run("build", check=False)
+    assert proc.returncode == 1 and "no family is installed" in proc.stderr
+    proc = world.run("--family", "abraxas", "build", check=False)
     assert proc.returncode == 1 and "unknown family 'abraxas'" in proc.stderr
 
 
 def test_a_misspelt_hook_fails_loudly(world):
-    _write_family(world.workdir, TALLY_SOURCE.replace("def hera_step(", "def hera_stepp("))
+    _write_family(world.workdir, _edited("def hera_step(", "def hera_stepp("))
     proc = world.run("families", check=False)
     assert proc.returncode == 1
     assert "tally" in proc.stderr and "hera_stepp" in proc.stderr
@@ -157,8 +183,8 @@ def test_a_misspelt_hook_fails_loudly(world):
 
 
 def test_a_hook_with_wrong_arguments_fails_loudly(world):
-    _write_family(world.workdir, TALLY_SOURCE.replace("def hera_step(family, agent, steps)",
-                                                      "def hera_step(family, agent, steps, extra)"))
+    _write_family(world.workdir, _edited("def hera_step(agent, steps)",
+                                                      "def hera_step(agent, steps, extra)"))
     proc = world.run("families", check=False)
     assert proc.returncode == 1 and "tally" in proc.stderr and "extra" in proc.stderr
 
@@ -208,25 +234,77 @@ class Partial:
         return steps * 10
 
 
-def test_the_family_caller_goes_straight_to_the_family_only_when_nobody_else_listens(tally):
-    """The fast path for the hooks called every step: with only families
-    implementing the hook it is the family's own function (other families
-    would answer None); a plain or wrapping implementation of any other
-    plugin puts pluggy back in the way, so that it sees every call."""
-    assert tally.family_caller("hera_step", "tally") is tally_family.hera_step
-    tally.register(Partial(), "partial")
-    assert tally.family_caller("hera_step", "tally") is tally_family.hera_step
-    partial = tally.family_caller("hera_step", "partial")
-    assert partial(family="partial", agent=None, steps=3) == 30  # only what it declares
+def test_routing_goes_straight_to_the_family_only_when_nobody_else_listens(tally):
+    """The hooks called every step: with only families implementing the
+    hook, a family's hook is its own function (the other families are not
+    asked); a plain or wrapping implementation of any other plugin puts
+    pluggy back in the way, so that it sees every call, and the other
+    families are still left out."""
+    assert tally.family_hooks("tally").hera_step is tally_family.hera_step
+    tally.register(Partial(), "partial")  # registered last: pluggy would ask it first
+    assert tally.family_hooks("tally").hera_step is tally_family.hera_step
+    partial = tally.family_hooks("partial").hera_step
+    assert partial(agent=None, steps=3) == 30  # only what it declares
     watcher = Watcher()
     tally.register(watcher, "watcher")
-    through_pluggy = tally.family_caller("hera_step", "partial")
-    assert through_pluggy is tally.hook.hera_step
-    assert through_pluggy(family="partial", agent=None, steps=2) == 20 and watcher.seen == 2
+    through_pluggy = tally.family_hooks("partial").hera_step
+    assert through_pluggy is not Partial.hera_step
+    assert through_pluggy(agent=None, steps=2) == 20 and watcher.seen == 2
+    counter = tally_family.Counter({"size": 2}, {"counts": torch.zeros(2)}, None, 1)
+    assert tally.family_hooks("tally").hera_step(agent=counter, steps=4) == 4  # not partial's 40
+    assert counter.counts.tolist() == [4, 4] and watcher.seen == 6
     tally.manager.unregister(name="watcher")
-    tally.register(StepRecorder(), "recorder")
-    assert tally.family_caller("hera_step", "tally") is tally.hook.hera_step
+    recorder = StepRecorder()
+    tally.register(recorder, "recorder")
+    assert tally.family_hooks("tally").hera_step(agent=counter, steps=1) == 1
+    assert recorder.calls == [("tally", 1, 1)]
     tally.manager.unregister(name="partial")
+
+
+def _old_style(source: str) -> str:
+    """The test family as hera 0.1's hooks had it: every hook but
+    hera_family takes ``family`` and answers ``None`` for other families."""
+    import re
+
+    return re.sub(r"def (hera_(?!family\b)\w+)\((\w*)",
+                  lambda m: (f"def {m.group(1)}(family{', ' if m.group(2) else ''}{m.group(2)}"),
+                  source).replace('):\n    """', '):\n    """', 1).replace(
+        "@hookimpl\ndef hera_", "@hookimpl\ndef hera_")
+
+
+def _with_family_checks(source: str) -> str:
+    import re
+
+    return re.sub(r"(def hera_(?!family\b)\w+\(family[^)]*\):\n)",
+                  r"\1    if family != NAME:\n        return None\n", source)
+
+
+def test_a_family_written_for_the_0_1_hooks_still_works_and_is_told_the_new_way(places, capsys):
+    """Compatibility: a 0.1 family (hooks that take ``family`` and check
+    it) builds, runs, resumes and grows as before, beside a new-style
+    family, with one warning naming the new way."""
+    from hera.plugins import create_manager
+
+    old_source = _with_family_checks(_old_style(TALLY_SOURCE))
+    assert old_source.count("if family != NAME") == 10, old_source
+    plugins = create_manager()
+    plugins.register(_family_module(old_source, "tally"), "tally")
+    plugins.register(_family_module(TALLY_SOURCE, "twin"), "twin")
+    path, built = manager.build(plugins, "tally", "example", {"size": 3}, None)
+    store = AgentStore(Scope("user"))
+    target = manager.select_target(store, str(path), None, None, allow_uninstalled=True)
+    runner.up(plugins, target, runner.UpOptions(steps=7, chunk=3), say=lambda _: None)
+    target = manager.select_target(store, None, built.id[:8], None)
+    runner.up(plugins, target, runner.UpOptions(steps=5), say=lambda _: None)
+    assert store.load(built.id).tensors()["counts"].tolist() == [12.0] * 3
+    assert manager.grow(plugins, target, {"size": 4}).tensors()["counts"].tolist() == \
+        [12.0, 12.0, 12.0, 0.0]
+    warned = [line for line in capsys.readouterr().err.splitlines() if "0.1" in line]
+    assert len(warned) == 1, warned
+    assert "family 'tally' (plugin 'tally') is written for hera 0.1's hooks" in warned[0]
+    assert "drop the 'family' argument" in warned[0] and "hera_step" in warned[0]
+    plugins.family_hooks("twin")
+    assert "twin" not in capsys.readouterr().err
 
 
 class SeedWatcher:
@@ -241,9 +319,8 @@ class SeedWatcher:
         return FamilyInfo(name="seedy", version="1")
 
     @hookimpl
-    def hera_grow(self, family, definition, tensors, state, changes, seed):
-        if family == "seedy":
-            SeedWatcher.seeds.append(seed)
+    def hera_grow(self, definition, tensors, state, changes, seed):
+        SeedWatcher.seeds.append(seed)
         return None
 
 
@@ -262,7 +339,7 @@ def test_grow_gives_the_family_the_agents_seed(places, tally):
 
 
 def test_a_plugin_whose_hera_family_raises_is_named_and_the_others_work(world):
-    _write_family(world.workdir, TALLY_SOURCE.replace(
+    _write_family(world.workdir, _edited(
         "def hera_family():\n", "def hera_family():\n    raise RuntimeError('no luck')\n"))
     for args in (("families",), ("layouts",), ("--family", "abraxas", "build", "a.json")):
         proc = world.run(*args)
@@ -274,8 +351,8 @@ def test_a_plugin_whose_hera_family_raises_is_named_and_the_others_work(world):
 
 
 def test_a_plugin_whose_hera_layouts_raises_hides_only_its_own(world):
-    _write_family(world.workdir, TALLY_SOURCE.replace(
-        "def hera_layouts(family):\n", "def hera_layouts(family):\n    1 / 0\n"))
+    _write_family(world.workdir, _edited(
+        "def hera_layouts():\n", "def hera_layouts():\n    1 / 0\n"))
     proc = world.run("layouts")
     assert "abraxas/example" in proc.stdout and "tally/" not in proc.stdout
     assert "the layouts of family 'tally' cannot be listed: hera_layouts raised " \
@@ -298,3 +375,20 @@ def test_two_plugins_with_one_family_name_are_refused_with_both_named(world):
     ok = subprocess.run([sys.executable, "-m", "hera", "--family", "tally", "build"],
                         cwd=world.workdir, env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+
+
+def test_build_has_no_silent_family_when_several_are_installed(world):
+    """One family installed: build uses it. Two: build asks which, unless
+    the command line or a configuration file says."""
+    only = world.run("build", "only.json", "--json")
+    assert json.loads(only.stdout)["family"] == "abraxas"
+    _write_family(world.workdir)
+    asked = world.run("build", "two.json", check=False)
+    assert asked.returncode == 2 and not (world.workdir / "two.json").exists()
+    assert asked.stderr.strip().splitlines() == [
+        "hera: error: which family? 2 are installed (abraxas, tally): give --family NAME, or "
+        "set family in the [options] of ~/.herarc or ./hera.json"]
+    assert json.loads(world.run("--family", "tally", "build", "t.json", "--json").stdout
+                      )["family"] == "tally"
+    (world.workdir / "hera.json").write_text(json.dumps({"options": {"family": "tally"}}))
+    assert json.loads(world.run("build", "c.json", "--json").stdout)["family"] == "tally"

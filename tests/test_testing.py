@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import hera_family_abraxas
-from hera.testing import check_family
+from hera.testing import check_family, conformance
 from tests import tally_family
 
 TALLY = Path(tally_family.__file__).read_text()
@@ -32,9 +32,9 @@ def test_abraxas_and_the_test_family_pass():
 
 
 @pytest.mark.parametrize("change, message", [
-    # answers for every family
-    (("def hera_step(family, agent, steps):\n    if family != NAME:\n        return None\n",
-      "def hera_step(family, agent, steps):\n"), "hera_step answered for another family"),
+    # starts its random numbers afresh at every load instead of resuming them
+    (('self.generator.set_state(state.tensors["rng"])', 'self.generator.manual_seed(seed)'),
+     "steps against 100: state tensor 'acc'"),
     # adds one to its counters at every save: a run split by saves is not one run
     (('{"counts": agent.counts.clone()}', '{"counts": agent.counts.clone() + 1}'),
      "steps against 100: tensor 'counts'"),
@@ -44,7 +44,7 @@ def test_a_family_that_breaks_the_contract_is_caught(change, message):
     assert old in TALLY, old
     broken = _module(TALLY.replace(old, new), "tally_broken")
     with pytest.raises(AssertionError, match=message):
-        check_family(broken, "tally")
+        check_family(broken, "tally", lines=["hello"])
 
 
 def test_the_hera_world_fixture_is_there_for_a_family_authors_tests(tmp_path):
@@ -59,3 +59,42 @@ def test_the_hera_world_fixture_is_there_for_a_family_authors_tests(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+# -- the conformance suite, run on both of hera's families ----------------------
+
+def _abraxas_old_region(name, grown, old, before, after):
+    """Where abraxas keeps an old tensor in a grown one (see
+    hera_family_abraxas.grow)."""
+    from hera_family_abraxas import layouts
+    from hera_family_abraxas.grow import neuron_map, slot_map, source_map
+
+    d, new = before.definition, after.definition
+    neurons = neuron_map(d, new)
+    if name == "weights":
+        return grown[neurons[:, None], slot_map(d, new)[None, :]]
+    if name == "input_weights":
+        return grown[:d["inputs"], neurons[:layouts.first_layer_size(d)]]
+    if name in ("thresholds", "state.membrane", "state.refractory", "state.post_trace"):
+        return grown[neurons]
+    if name == "state.pre_trace":
+        return grown[source_map(d, new)]
+    if name == "state.output_counts":  # the last layer's neurons
+        if new["depth"] != d["depth"]:
+            return old  # a new last layer is the output area, whose counts start afresh
+        old_start = layouts.neuron_count(d) - old.shape[0]
+        return grown[neurons[old_start:] - (layouts.neuron_count(new) - grown.shape[0])]
+    if name == "state.ring":  # spikes in flight keep their arrival steps
+        t = before.state.values["t"]
+        rows = [(t + (row - t) % (d["axon"] + 1)) % (new["axon"] + 1)
+                for row in range(d["axon"] + 1)]
+        return grown[rows][:, neurons]
+    return grown[:old.shape[0]]  # input channels are appended
+
+
+TestTallyConformance = conformance(_module(TALLY, "tally_conformance"), "tally",
+                                   grow={"size": 3}, package=tally_family.__file__)
+TestAbraxasConformance = conformance(
+    hera_family_abraxas, "abraxas", overrides={"noise": 1.0}, lines=["1 0.5 0 1"],
+    grow={name: 1 for name in ("width", "height", "depth", "cells", "inputs", "dendrite",
+                               "axon")}, old_region=_abraxas_old_region)

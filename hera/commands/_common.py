@@ -12,7 +12,8 @@ from hera.errors import UsageError
 from hera.store import AgentStore
 
 #: Option defaults when neither the command line nor a config file sets one.
-BUILTIN_OPTIONS: dict[str, Any] = {"family": "abraxas", "layout": "example", "device": "auto",
+#: No family: with one installed, that one; with several, the user says which.
+BUILTIN_OPTIONS: dict[str, Any] = {"layout": "example", "device": "auto",
                                    "silent": False,
                                    # a crash (kill -9, power loss) loses at most this much
                                    "checkpoint": 600.0}

@@ -1,8 +1,9 @@
-"""hera's plugin API: hook specifications and the marker families use.
+"""hera's plugin API: the hook specifications and their markers.
 
-A family implements the hooks with ``@hera.hooks.hookimpl``::
+Family authors import from :mod:`hera.family`, which holds ``hookimpl``,
+the types and the errors in one place::
 
-    from hera.hooks import hookimpl
+    from hera.family import FamilyInfo, hookimpl
 
     @hookimpl
     def hera_family():

@@ -1,10 +1,16 @@
 """Hook specifications: the whole contract between hera and a family.
 
-Every hook is called with keyword arguments only. The hooks that ask "which
-family handles this?" are ``firstresult``: each family checks the ``family``
-argument and returns ``None`` for agents it does not own, so the first
-non-``None`` answer wins. Non-family plugins (a recorder, a metrics exporter)
-may wrap any hook with ``@hookimpl(wrapper=True)``.
+Every hook is called with keyword arguments only. hera routes the hooks of
+an agent to the agent's family: it calls that family's implementation and
+no other family's (:meth:`hera.plugins.Plugins.family_hooks`), so a family
+implements each hook for its own agents alone and may leave out the
+``family`` argument. Non-family plugins (a recorder, a metrics exporter) see
+every call: they may wrap any hook with ``@hookimpl(wrapper=True)`` and read
+``family``. The hooks are ``firstresult`` (the family's answer is the
+hook's), except ``hera_family``, which hera asks of every plugin.
+
+Families written for hera 0.1, whose hooks take ``family`` and return
+``None`` for other families, keep working, with a warning, until hera 0.3.
 
 Tensors cross the boundary as CPU ``torch.Tensor`` objects by name. A family's
 plugin module must not import torch at module level: ``hera families`` and
@@ -22,9 +28,12 @@ from typing import TYPE_CHECKING, Any
 from hera.hooks import hookspec
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy
     import torch
+    from numpy.typing import ArrayLike
 
     from hera.hooks.types import (
+        AgentHandle,
         Built,
         DynamicState,
         FamilyInfo,
@@ -58,10 +67,8 @@ def hera_layouts(family: str) -> "list[LayoutInfo] | None":
 
     Must be cheap (no torch): ``hera layouts`` calls it on every family.
 
-    :param family: the family asked about.
-    :return: the layouts, the family's ``example`` layout among them, or
-        ``None`` when this plugin is not ``family``. Stops at the first
-        non-``None`` result.
+    :param family: the family (for wrappers: a family leaves it out).
+    :return: the layouts, the family's ``example`` layout among them.
 
     .. versionadded:: 0.1
     """
@@ -76,7 +83,7 @@ def hera_build(
 ) -> "Built | None":
     """Build a dead instance of ``family``/``layout``.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param layout: the layout's name; raise
         :class:`~hera.errors.DefinitionError` when the family has none of
         that name.
@@ -87,8 +94,7 @@ def hera_build(
     :param seed: the instance's random seed, chosen by hera and stored in
         the file; use it for anything random so a build can be repeated.
     :return: the complete definition and the learned parameters (usually
-        zero), or ``None`` when this plugin is not ``family``. Stops at the
-        first non-``None`` result.
+        zero).
 
     .. versionadded:: 0.1
     """
@@ -106,11 +112,10 @@ def hera_simulate(
     Used by ``up --simulate`` and ``layouts --device``; the total should be
     within 10% of what :func:`hera_load` actually allocates.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param definition: the instance's definition.
     :param device: ``cpu``, ``cuda:0``, ...
-    :return: bytes by tensor class, or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: bytes by tensor class.
 
     .. versionadded:: 0.1
     """
@@ -133,15 +138,14 @@ def hera_grow(
     bits. Refuse anything that shrinks the agent (or that the family cannot
     grow) with :class:`~hera.errors.DefinitionError` whose message says why.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param definition: the current definition.
     :param tensors: the current learned parameters (CPU).
     :param state: the current dynamic state, or ``None`` if it never ran.
     :param changes: layout parameters with their new, larger values.
     :param seed: the agent's seed (as ``hera_load`` gets it); a family that
         starts new parts at zero may leave it out of its implementation.
-    :return: the grown agent, or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: the grown agent.
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2 ``seed``.
@@ -172,16 +176,14 @@ def hera_upgrade(
     converted; any failure, or ``None`` for a format the family listed,
     refuses the agent in one line and leaves its file as it was.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param data_format: the format the file was written in (one of
         ``upgrades_from``).
     :param definition: the definition as stored in that format.
     :param tensors: the learned parameters as stored (CPU).
     :param state: the dynamic state as stored, or ``None`` if it never ran.
     :return: the agent in the family's current ``data_format`` (CPU
-        tensors; keep ``state=None`` for a dead agent), or ``None`` when
-        this plugin is not ``family``. Stops at the first non-``None``
-        result.
+        tensors; keep ``state=None`` for a dead agent).
 
     .. versionadded:: 0.2
     """
@@ -205,79 +207,74 @@ def hera_load(
     (built, never run): create its first dynamic state, seeding any random
     generator from ``seed`` so the run can be repeated.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param definition: the instance's definition.
     :param tensors: learned parameters (CPU); move or copy them to the device.
     :param state: the dynamic state saved by the last ``down``, or ``None``.
     :param device: ``cpu``, ``cuda:0``, ... (hera has checked it exists).
     :param seed: the instance's seed.
-    :return: the live agent, or ``None`` when this plugin is not ``family``.
-        Stops at the first non-``None`` result.
+    :return: the live agent.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec(firstresult=True)
-def hera_step(family: str, agent: Any, steps: int) -> "int | None":
+def hera_step(family: str, agent: "AgentHandle", steps: int) -> "int | None":
     """Advance a live agent by ``steps`` iterations; plasticity stays on.
 
     hera calls it with chunks of steps and checks for signals between calls,
     so one call should do all ``steps`` without returning early. Running
     ``a`` then ``b`` steps must give exactly the state of running ``a + b``.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
     :param steps: how many iterations to do (at least 1).
-    :return: the number of iterations done, or ``None`` when this plugin is
-        not ``family``. Stops at the first non-``None`` result.
+    :return: the number of iterations done.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec(firstresult=True)
-def hera_serialize(family: str, agent: Any) -> "Snapshot | None":
+def hera_serialize(family: str, agent: "AgentHandle") -> "Snapshot | None":
     """Take the complete state of a live agent off its device.
 
     Everything that a later :func:`hera_load` needs to continue exactly where
     this agent is now: weights, dynamic state, spikes in flight, random
     generator state. hera writes it to the cache atomically.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
-    :return: the agent as CPU tensors, or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: the agent as CPU tensors.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec(firstresult=True)
-def hera_encode_input(family: str, agent: Any, line: str) -> "bool | None":
+def hera_encode_input(family: str, agent: "AgentHandle", line: str) -> "bool | None":
     """Put one line of input into the agent's input area.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
     :param line: the text, without its newline; the family decides how it
         becomes spikes (abraxas rate-codes numbers and byte-codes text).
-    :return: ``True`` once taken, or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: ``True`` once taken.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec(firstresult=True)
-def hera_decode_output(family: str, agent: Any) -> "str | None":
+def hera_decode_output(family: str, agent: "AgentHandle") -> "str | None":
     """Read the agent's output area as one line of text.
 
     Decodes the activity since the previous call and starts a new window.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
-    :return: the line (without newline), or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: the line (without newline).
 
     .. versionadded:: 0.1
     """
@@ -288,18 +285,18 @@ def hera_decode_output(family: str, agent: Any) -> "str | None":
 
 
 @hookspec(firstresult=True)
-def hera_feed_array(family: str, agent: Any, values: Any, spikes: Any) -> "bool | None":
+def hera_feed_array(family: str, agent: "AgentHandle", values: "ArrayLike | None",
+                    spikes: "ArrayLike | None") -> "bool | None":
     """Put input into the agent's input area as an array, the fast form of
     an input line for programs.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
     :param values: one number per input channel (a NumPy array or a
         sequence), as a line of numbers would give them; or ``None``.
     :param spikes: the input channels (whole numbers) that spike exactly at
         the next step, as a ``spikes`` line would give them; or ``None``.
-    :return: ``True`` once taken, or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: ``True`` once taken.
     :raises HeraError: for an array the agent cannot take (a channel it
         does not have, say), before anything is changed.
 
@@ -308,24 +305,23 @@ def hera_feed_array(family: str, agent: Any, values: Any, spikes: Any) -> "bool 
 
 
 @hookspec(firstresult=True)
-def hera_output_array(family: str, agent: Any) -> "Any | None":
+def hera_output_array(family: str, agent: "AgentHandle") -> "numpy.ndarray | None":
     """Read the agent's output area as an array: what
     :func:`hera_decode_output` would write as a line, as numbers.
 
     Reads the activity since the previous read (by either hook) and starts
     a new window.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
-    :return: a one-dimensional NumPy array, or ``None`` when this plugin is
-        not ``family``. Stops at the first non-``None`` result.
+    :return: a one-dimensional NumPy array.
 
     .. versionadded:: 0.2
     """
 
 
 @hookspec(firstresult=True)
-def hera_freeze(family: str, agent: Any, frozen: bool) -> "bool | None":
+def hera_freeze(family: str, agent: "AgentHandle", frozen: bool) -> "bool | None":
     """Freeze or thaw all adaptation of a live agent from its next step on.
 
     Frozen, the agent runs on (its dynamics, spikes and output) but nothing
@@ -333,18 +329,17 @@ def hera_freeze(family: str, agent: Any, frozen: bool) -> "bool | None":
     else that would make a later step differ from one before the freeze.
     The state is saved and resumed with the agent.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
     :param frozen: ``True`` to freeze, ``False`` to thaw.
-    :return: ``True`` once done, or ``None`` when this plugin is not
-        ``family``. Stops at the first non-``None`` result.
+    :return: ``True`` once done.
 
     .. versionadded:: 0.2
     """
 
 
 @hookspec(firstresult=True)
-def hera_activity(family: str, agent: Any) -> "dict[str, tuple[int, int]] | None":
+def hera_activity(family: str, agent: "AgentHandle") -> "dict[str, tuple[int, int]] | None":
     """Count what a live agent has done: the spikes of each of its
     populations since it was loaded, and the population's size.
 
@@ -352,32 +347,31 @@ def hera_activity(family: str, agent: Any) -> "dict[str, tuple[int, int]] | None
     line (spikes/s) and recordings (rates per population over time) read
     it, and work out rates from the differences between two calls.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
     :return: ``{name: (spikes, size)}`` in the family's order (abraxas:
         ``inputs``, ``layer 1`` … ``layer D``, the last being the output
-        area), or ``None`` when this plugin is not ``family``. Stops at the
-        first non-``None`` result.
+        area).
 
     .. versionadded:: 0.2
     """
 
 
 @hookspec(firstresult=True)
-def hera_probe(family: str, agent: Any, variable: str, neurons: Any) -> "Any | None":
+def hera_probe(family: str, agent: "AgentHandle", variable: str,
+               neurons: "numpy.ndarray") -> "numpy.ndarray | None":
     """Read one variable of chosen neurons of a live agent, for recordings.
 
     Neurons are numbered across the populations of :func:`hera_activity`,
     in its order: the first population's are 0 … size-1, the next's follow.
 
-    :param family: the family asked for.
+    :param family: the agent's family (for wrappers: a family leaves it out).
     :param agent: the ``handle`` from :func:`hera_load`.
     :param variable: ``spikes`` (each neuron's spikes since the agent was
         loaded, counted up: a recording takes differences), or one of the
         family's own (abraxas: ``membrane``, ``threshold``).
     :param neurons: a one-dimensional NumPy array of neuron numbers.
-    :return: a NumPy array, one value per neuron, or ``None`` when this
-        plugin is not ``family``. Stops at the first non-``None`` result.
+    :return: a NumPy array, one value per neuron.
     :raises HeraError: for a variable the family does not have, or a neuron
         it does not have or that has no such variable (naming what it has).
 

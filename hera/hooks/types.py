@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+#: A live agent: the family's own object, which ``hera_load`` returns in
+#: :attr:`LoadedAgent.handle` and hera hands back, unread, to that family's
+#: hooks (abraxas types its hooks with its ``Sheet``). Any object will do.
+AgentHandle = object
+
 
 @dataclass(frozen=True)
 class FamilyInfo:
@@ -111,7 +116,7 @@ class LoadedAgent:
         shown in the ``up`` banner and in agent status.
     """
 
-    handle: Any
+    handle: AgentHandle
     device: str
     backend: str
 
