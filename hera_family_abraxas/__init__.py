@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from hera_family_abraxas.model import Sheet
 
 NAME = "abraxas"
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 #: Version of the tensor layout inside instance files (see docs/abraxas.md).
-DATA_FORMAT = 5
+DATA_FORMAT = 6
 
 
 @hookimpl

@@ -48,7 +48,7 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=c+
 STATE_DTYPES = ("float32", "int32", "float32", "float32", "float32", "float32", "int32",
                 "float32", "int64", "uint8", "int64")
 SYNAPSE_DTYPES = ("float32", "int32", "int32", ("int32", "int64"), "int32")
-VALUES, SIZES = 14, 10
+VALUES, SIZES = 15, 10
 
 _COMPILE_TIMEOUT = 600.0
 

@@ -24,7 +24,7 @@ struct Params {
   float decay_m, threshold, theta_plus, decay_theta, theta_minus, theta_floor, decay_trace,
       decay_post, noise;
   int32_t refractory_steps;
-  float a_plus, a_minus, w_max, scale, inv_scale;
+  float a_plus, a_minus, w_max, scale, inv_scale, trace_offset;
   double budget;
   int64_t cap;
 };
@@ -151,6 +151,7 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
   p.theta_minus = static_cast<float>(values[11]);
   p.decay_post = static_cast<float>(values[12]);
   p.theta_floor = static_cast<float>(values[13]);
+  p.trace_offset = static_cast<float>(values[14]);
 
   float* membrane = static_cast<float*>(state[0]);
   int32_t* refractory = static_cast<int32_t*>(state[1]);
@@ -238,8 +239,8 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
       for (int64_t i = 0; i < J; ++i) {
         const int64_t f = wide ? incoming64[j * J + i] : incoming32[j * J + i];
         if (f < 0) continue;
-        const float w = clamp(weights[f] + pre_trace[incoming_source[j * J + i]] * p.a_plus,
-                              p.w_max);
+        const float x = pre_trace[incoming_source[j * J + i]] - p.trace_offset;
+        const float w = clamp(weights[f] + x * p.a_plus, p.w_max);
         fresh[i] = w;
         total += static_cast<int64_t>(std::floor(w * p.scale + 0.5f));
       }

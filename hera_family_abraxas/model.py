@@ -245,7 +245,7 @@ class Sheet:
         values = [self.decay_m, float(d["threshold"]), theta_plus, decay_theta,
                   self.decay_trace, float(d["noise"]), *self._rates(),
                   float(d["w_max"]), float(d["w_budget"]), SCALE, theta_minus, self.decay_post,
-                  theta_floor]
+                  theta_floor, float(d["trace_offset"])]
         sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
                  layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
                  self.output_start, self.axon + 1, d["refractory"],
@@ -290,7 +290,8 @@ class Sheet:
         neuron_batches, input_batches = self._batches(fired), self._batches(fired_inputs)
         for rows in neuron_batches if a_plus > 0 else ():
             self._potentiate(self.weight_buffer, self.pre_trace, rows, self.incoming_weight,
-                             self.incoming_source, a_plus, w_max, budget, SCALE)
+                             self.incoming_source, a_plus, w_max, budget, SCALE,
+                             float(d["trace_offset"]))
         for rows in neuron_batches if a_minus > 0 else ():
             self._depress(self.weights, self.targets, rows, self.post_trace, a_minus, w_max)
         for rows in input_batches if a_minus > 0 else ():

@@ -13,8 +13,9 @@ target, the rule of format 3) and the input weights it was built with (0).
 Format 4 (abraxas 0.4) lacks two parameters of format 5: the decay of the
 post traces (``tau_depression`` 0: that of the pre traces, as format 4 had
 it) and the lowest threshold a target rate may reach (``min_threshold`` =
-``threshold``: thresholds never fell below it in format 4). Every format
-from 2 on continues with the dynamics it had. Format 1 (dense weights,
+``threshold``: thresholds never fell below it in format 4). Format 5
+(abraxas 0.5) lacks ``trace_offset`` (0: potentiation by the whole trace,
+its rule). Every format from 2 on continues with the dynamics it had. Format 1 (dense weights,
 abraxas 0.1) cannot be read.
 """
 
@@ -27,7 +28,7 @@ from hera.hooks.types import DynamicState, Snapshot
 from hera_family_abraxas import layouts
 
 #: The older data formats ``upgrade`` reads.
-READS = (2, 3, 4)
+READS = (2, 3, 4, 5)
 
 
 def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any],
@@ -39,11 +40,13 @@ def upgrade(data_format: int, definition: dict[str, Any], tensors: dict[str, Any
     """
     if data_format not in READS:
         raise InstanceFileError(f"abraxas cannot read data format {data_format}")
-    definition = {**definition, "tau_depression": 0.0, "min_threshold": definition.get("threshold")}
+    definition = {**definition, "trace_offset": 0.0}
+    if data_format < 5:
+        definition.update(tau_depression=0.0, min_threshold=definition.get("threshold"))
     if data_format < 4:
         definition.update(target_rate=0.0, initial_weight=0.0)
     layouts.check_definition(definition)
-    if state is None or data_format == 4:
+    if state is None or data_format >= 4:
         return Snapshot(definition, dict(tensors), state)
     import torch
 

@@ -302,14 +302,15 @@ def test_the_former_layout_names_build_the_same_sheets_and_say_so(world):
        st.integers(0, 2**31), st.sampled_from([{}, {"a_minus": 0.0}, {"a_plus": 0.0},
                                                {"target_rate": 0.05},
                                                {"target_rate": 0.05, "min_threshold": 0.3,
-                                                "tau_depression": 35.0}]))
+                                                "tau_depression": 35.0},
+                                               {"trace_offset": 0.3}]))
 def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overrides, a, b,
                                                              budget, seed, rates):
     """The cpp backend (one compiled loop per chunk) against the torch
     backend (the kernels' references), learning and scaling included, over
     chunk boundaries, with either rate at 0 (its events skipped), with
-    thresholds drawn to a target rate, below 0 down to a floor, and a
-    depression window of its own."""
+    thresholds drawn to a target rate, below 0 down to a floor, a
+    depression window of its own, and potentiation less a trace offset."""
     d = layouts.definition_for("example", {**overrides, "noise": 1.5, "w_budget": budget,
                                            **rates})
     sheets = []

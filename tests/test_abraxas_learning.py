@@ -158,10 +158,11 @@ def test_a_raster_of_another_shape_is_refused():
 
 def test_the_triton_backend_freezes_and_takes_spikes_with_the_same_bits():
     """Frozen steps, a spikes line, a raster, a target rate with a
-    threshold floor and a depression window of its own on the Triton kernels (interpreted on the CPU) against the torch backend."""
+    threshold floor, a depression window of its own and a trace offset on
+    the Triton kernels (interpreted on the CPU) against the torch backend."""
     assert triton_matches_torch(
         "layouts.definition_for('example', {'noise': 1.0, 'inputs': 5, 'target_rate': 0.05,"
-        " 'min_threshold': 0.4, 'tau_depression': 30.0})",
+        " 'min_threshold': 0.4, 'tau_depression': 30.0, 'trace_offset': 0.3})",
         "raster = torch.rand(12, 5, generator=torch.Generator().manual_seed(1)) < 0.3\n"
         "s.run(12, spikes=raster)\n"
         "s.set_frozen(True)\n"
@@ -356,3 +357,20 @@ def test_activity_counts_every_spike_alike_on_torch_and_the_compiled_step(cpp_ba
     assert counts["inputs"][0] > 0 and counts["inputs"][1] == d["inputs"]
     assert counts[f"layer {d['depth']}"][0] == sum(cpp_sheet.take_output())
     assert sum(size for _, size in counts.values()) == d["inputs"] + layouts.neuron_count(d)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_trace_offset_makes_quiet_inputs_lose_weight_when_their_cell_fires(backend):
+    """With trace_offset, an input channel that was silent before its cell
+    fires loses weight (its trace is under the offset); one that drove the
+    cell gains. Without it, both would only gain."""
+    d = _quiet(depth=1, cells=1, width=1, height=1, inputs=4, initial_weight=0.5,
+               threshold=0.4, a_minus=0.0, w_budget=0.0, a_plus=0.1, trace_offset=0.3)
+    sheet = Sheet(d, model.built_parameters(d), None, "cpu", seed=5, backend=backend)
+    before = sheet.input_weights.clone()
+    for _ in range(6):  # channels 0 and 1 drive the cell; 2 and 3 stay silent
+        sheet.give_input_spikes([0, 1])
+        sheet.run(1)
+    assert sheet.output_counts.sum() > 0
+    after = sheet.input_weights
+    assert (after[:2] > before[:2]).all() and (after[2:] < before[2:]).all()

@@ -99,7 +99,8 @@ DEPRESS = dict(weights_ptr="*fp32", targets_ptr="*i32", sources_ptr="*i64",
                BLOCK_K="constexpr")
 POTENTIATE = dict(weights_ptr="*fp32", pre_trace_ptr="*fp32", neurons_ptr="*i32",
                   incoming_weight_ptr="*i32", incoming_source_ptr="*i32", j_slots="i32",
-                  a_plus="fp32", w_max="fp32", scale="fp32", cap="i64", cap_float="fp32",
+                  a_plus="fp32", trace_offset="fp32", w_max="fp32", scale="fp32", cap="i64",
+                  cap_float="fp32",
                   SCALING="constexpr", BLOCK_J="constexpr")
 RANDOM = dict(out_ptr="*fp32", lo="i32", hi="i32", n="i32", offset="i32", scale="fp32",
               NORMAL="constexpr", BLOCK="constexpr")

@@ -64,7 +64,7 @@ def test_depress_rows_matches_reference(triton_device, case):
 
 
 def _incoming_case(id: str, *, rows=37, slots=29, neurons=23, incoming=41, spiking=11,
-                   budget=0.0, scale=65536.0, a_plus=0.05, w_max=1.0,
+                   budget=0.0, scale=65536.0, a_plus=0.05, w_max=1.0, trace_offset=0.0,
                    neuron_dtype=torch.int32, seed=30, tweak=None) -> Case:
     """Distinct flat positions dealt to the neurons' incoming slots, each
     neuron's row emptier than the last (from none to nearly all -1), so the
@@ -82,6 +82,7 @@ def _incoming_case(id: str, *, rows=37, slots=29, neurons=23, incoming=41, spiki
             "incoming_weight": incoming_weight,
             "incoming_source": incoming_source.to(torch.int32),
             "a_plus": a_plus, "w_max": w_max, "budget": budget, "scale": scale,
+            "trace_offset": trace_offset,
         }
         if tweak is not None:
             tweak(tensors, g)
@@ -127,6 +128,13 @@ POTENTIATE_CASES = [
                    tweak=_with_holes("neurons"), seed=42),
     _incoming_case("holes-int64-no-budget", spiking=17, neuron_dtype=torch.int64,
                    tweak=_with_holes("neurons"), seed=43),
+    # traces in [0.05, 2.05): an offset inside that range depresses some
+    # synapses and potentiates others, with and without scaling
+    _incoming_case("trace-offset(0.9)", trace_offset=0.9, a_plus=0.3, seed=44),
+    _incoming_case("trace-offset-with-budget(0.7,8.0)", trace_offset=0.7, a_plus=0.3,
+                   budget=8.0, seed=45),
+    _incoming_case("trace-offset-odd(1/3,J=1151)", trace_offset=1 / 3, a_plus=0.2, rows=60,
+                   slots=61, neurons=3, incoming=1151, spiking=2, budget=200.0, seed=46),
 ]
 
 
@@ -135,7 +143,8 @@ def test_potentiate_incoming_matches_reference(triton_device, case):
     def run(backend, t):
         return potentiate_incoming(t["weights"], t["pre_trace"], t["neurons"],
                                    t["incoming_weight"], t["incoming_source"], t["a_plus"],
-                                   t["w_max"], t["budget"], t["scale"], backend=backend)
+                                   t["w_max"], t["budget"], t["scale"], t["trace_offset"],
+                                   backend=backend)
     _parity("potentiate_incoming", case, triton_device, run)
 
 
@@ -164,7 +173,7 @@ def _plastic_arguments() -> tuple[list[Any], list[Any]]:
     return ([torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.int32), one, torch.zeros(5), 0.1,
              1.0],
             [torch.zeros(4, 3), torch.zeros(4), one, holes, holes.clone(), 0.1, 1.0, 2.0,
-             2.0 ** 16])
+             2.0 ** 16, 0.0])
 
 
 @pytest.mark.parametrize("position, value, message", [
@@ -196,9 +205,11 @@ def test_depress_rows_refuses_bad_arguments(position, value, message):
     (7, "lots", "budget must be a finite number >= 0"),
     (7, 1e300, r"budget \* scale must stay below 2\*\*63"),
     (8, 0.0, "scale must be a finite number > 0"),
+    (9, -0.5, "trace_offset must be a finite number >= 0"),
+    (9, math.nan, "trace_offset must be a finite number >= 0"),
 ], ids=["transposed-weights", "pre_trace-shape", "float-neurons", "float-incoming_weight",
         "incoming_source-shape", "infinite-a_plus", "negative-budget", "text-budget",
-        "huge-budget", "zero-scale"])
+        "huge-budget", "zero-scale", "negative-trace_offset", "nan-trace_offset"])
 def test_potentiate_incoming_refuses_bad_arguments(position, value, message):
     args = _plastic_arguments()[1]
     args[position] = value
@@ -270,6 +281,25 @@ def test_potentiation_raises_only_the_synapses_onto_the_spiking_neurons(table, a
     trace = table["pre_trace"][source]
     assert after[onto].tolist() == _plastic_formula(before[onto], trace[onto], a_plus,
                                                     table["w_max"], 1)
+
+
+@given(plastic_tables(), st.floats(0.0, 1.0, width=32), st.floats(0.0, 2.0, width=32))
+def test_a_trace_offset_depresses_the_quiet_sources_and_potentiates_the_rest(table, a_plus,
+                                                                           offset):
+    before = table["weights"].clone()
+    after = potentiate_incoming(table["weights"], table["pre_trace"], table["neurons"],
+                                table["incoming_weight"], table["incoming_source"], a_plus,
+                                table["w_max"], 0.0, 2.0 ** 16, offset)
+    onto = torch.isin(table["targets"], table["neurons"])
+    assert torch.equal(after[~onto], before[~onto])
+    source = torch.arange(before.shape[0]).unsqueeze(1).expand_as(before)
+    trace = table["pre_trace"][source]
+    shifted = (trace - np.float32(offset))[onto]  # float32, rounded as the rule says
+    assert after[onto].tolist() == _plastic_formula(before[onto], shifted, a_plus,
+                                                    table["w_max"], 1)
+    quiet = onto & (trace < np.float32(offset))
+    assert (after[quiet] <= before[quiet]).all()
+    assert (after[onto & ~quiet] >= before[onto & ~quiet]).all()
 
 
 @given(plastic_tables(), st.floats(0.0, 1.0, width=32), st.floats(0.0, 3.0),

@@ -103,8 +103,8 @@ def depress_rows(weights: torch.Tensor, targets: torch.Tensor, sources: torch.Te
 
 def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons: torch.Tensor,
                         incoming_weight: torch.Tensor, incoming_source: torch.Tensor,
-                        a_plus: float, w_max: float, budget: float, scale: float, *,
-                        backend: str = "torch") -> torch.Tensor:
+                        a_plus: float, w_max: float, budget: float, scale: float,
+                        trace_offset: float = 0.0, *, backend: str = "torch") -> torch.Tensor:
     """Potentiate the incoming synapses of the neurons that spiked, then
     scale them to the budget, in place.
 
@@ -112,7 +112,8 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
     ``f = incoming_weight[n, i] >= 0``, in float32 (each product rounded
     before the add)::
 
-        w_i = min(max(weights.flat[f] + a_plus * pre_trace[incoming_source[n, i]], 0), w_max)
+        x_i = pre_trace[incoming_source[n, i]] - trace_offset
+        w_i = min(max(weights.flat[f] + a_plus * x_i, 0), w_max)
 
     With ``budget > 0`` the neuron's total is then measured in fixed point,
     ``total = sum_i floor(w_i * scale + 0.5)`` (each term in float32, the sum
@@ -146,6 +147,10 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
     :param scale: fixed-point units per unit of weight, a finite number
         ``> 0`` (float32 in the units, float64 in the cap); a power of two is
         best. ``w_max * scale * J`` must stay below ``2**63``.
+    :param trace_offset: subtracted from every presynaptic trace (used as
+        float32), a finite number ``>= 0``: a source whose trace is under
+        it is depressed when its target fires (Diehl & Cook's ``x_tar``);
+        0 (the default) for plain potentiation.
     :param backend: ``"torch"`` (the reference, any device) or ``"triton"``
         (CUDA, or any device under ``TRITON_INTERPRET=1``).
     :returns: ``weights``.
@@ -169,7 +174,8 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
     if budget_units(budget, scale) >= 2**63:
         raise ValueError(f"budget * scale must stay below 2**63, not {budget * scale!r}")
     args = (weights, pre_trace, neurons, incoming_weight, incoming_source,
-            _expect_number("a_plus", a_plus), _expect_number("w_max", w_max), budget, scale)
+            _expect_number("a_plus", a_plus), _expect_number("w_max", w_max), budget, scale,
+            _expect_number("trace_offset", trace_offset))
     if backend == "torch":
         return reference.potentiate_incoming(*args)
     from hera.kernels.stdp import triton_kernel

@@ -39,14 +39,17 @@ def depress_rows(weights: torch.Tensor, targets: torch.Tensor, sources: torch.Te
 def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons: torch.Tensor,
                         incoming_weight: torch.Tensor, incoming_source: torch.Tensor,
                         a_plus: float, w_max: float, budget: float,
-                        scale: float) -> torch.Tensor:
+                        scale: float, trace_offset: float = 0.0) -> torch.Tensor:
     """Post-synaptic event with synaptic scaling: for every neuron ``j`` in
     ``neurons`` (distinct) and every slot ``i`` with
     ``f = incoming_weight[j, i] >= 0`` (``f`` indexes the flat ``weights``)::
 
-        w_i = min(max(weights[f] + a_plus * pre_trace[incoming_source[j, i]], 0), w_max)
+        x_i = pre_trace[incoming_source[j, i]] - trace_offset
+        w_i = min(max(weights[f] + a_plus * x_i, 0), w_max)
 
-    (float32, the product rounded before the addition). Then, when
+    (float32, each operation rounded: no fused multiply-add). A source whose
+    trace is under ``trace_offset`` is depressed (Diehl & Cook's
+    ``x_tar``); ``trace_offset = 0`` leaves every trace as it is. Then, when
     ``budget > 0``, the neuron's incoming weights are measured in fixed point,
     ``total = sum_i floor(w_i * scale + 0.5)`` (each in float32, summed as
     int64: exact and order-free), and if ``total > cap``
@@ -62,7 +65,7 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
     live = index >= 0
     safe = index.clamp(min=0).long()
     old = flat[safe]
-    trace = pre_trace[incoming_source[rows].clamp(min=0).long()]
+    trace = pre_trace[incoming_source[rows].clamp(min=0).long()] - trace_offset
     new = (old + trace * a_plus).clamp(0.0, w_max)
     new = torch.where(live, new, old)
     if budget > 0:

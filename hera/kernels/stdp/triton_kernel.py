@@ -62,7 +62,7 @@ def _depress_rows_kernel(
 
 @triton.jit
 def _potentiated(weights_ptr, pre_trace_ptr, index_row_ptr, source_row_ptr, j, j_slots,
-                 a_plus, w_max):
+                 a_plus, w_max, trace_offset):
     """Slots ``j`` of one neuron's incoming row: the flat weight index, whether
     the slot holds a synapse, and its weight after potentiation (unscaled)."""
     in_row = j < j_slots
@@ -71,7 +71,7 @@ def _potentiated(weights_ptr, pre_trace_ptr, index_row_ptr, source_row_ptr, j, j
     # The reference reads a source of -1 as 0 (its clamp): the same here.
     source = tl.maximum(tl.load(source_row_ptr + j, mask=live, other=0), 0)
     old = tl.load(weights_ptr + index, mask=live, other=0.0)
-    trace = tl.load(pre_trace_ptr + source, mask=live, other=0.0)
+    trace = tl.load(pre_trace_ptr + source, mask=live, other=0.0) - trace_offset
     return index, live, _clamp(old + trace * a_plus, w_max)
 
 
@@ -86,6 +86,7 @@ def _potentiate_incoming_kernel(
     incoming_source_ptr,  # int32 or int64 [N, J], contiguous: source of each slot (in pre_trace)
     j_slots,              # int, J: incoming slots per neuron
     a_plus,               # float32, potentiation per unit of presynaptic trace
+    trace_offset,         # float32, subtracted from every presynaptic trace
     w_max,                # float32, the largest weight
     scale,                # float32, fixed-point units per unit of weight
     cap,                  # int64 (any int width; widened here), the budget in units
@@ -105,7 +106,8 @@ def _potentiate_incoming_kernel(
         for start in range(0, j_slots, BLOCK_J):
             j = start + tl.arange(0, BLOCK_J)
             index, live, new = _potentiated(weights_ptr, pre_trace_ptr, index_row_ptr,
-                                            source_row_ptr, j, j_slots, a_plus, w_max)
+                                            source_row_ptr, j, j_slots, a_plus, w_max,
+                                            trace_offset)
             units += tl.where(live, tl.floor(new * scale + 0.5).to(tl.int64), 0)
         total = tl.sum(units, axis=0)
         over = total > cap.to(tl.int64)
@@ -116,7 +118,8 @@ def _potentiate_incoming_kernel(
     for start in range(0, j_slots, BLOCK_J):
         j = start + tl.arange(0, BLOCK_J)
         index, live, new = _potentiated(weights_ptr, pre_trace_ptr, index_row_ptr,
-                                        source_row_ptr, j, j_slots, a_plus, w_max)
+                                        source_row_ptr, j, j_slots, a_plus, w_max,
+                                        trace_offset)
         if SCALING:
             new = tl.where(over, new * factor, new)
         tl.store(weights_ptr + index, new, mask=live)
@@ -140,7 +143,7 @@ def depress_rows(weights: torch.Tensor, targets: torch.Tensor, sources: torch.Te
 def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons: torch.Tensor,
                         incoming_weight: torch.Tensor, incoming_source: torch.Tensor,
                         a_plus: float, w_max: float, budget: float,
-                        scale: float) -> torch.Tensor:
+                        scale: float, trace_offset: float = 0.0) -> torch.Tensor:
     """Launch potentiation on checked arguments (see the package docstring)."""
     expect_contiguous(weights=weights, pre_trace=pre_trace, neurons=neurons,
                       incoming_weight=incoming_weight, incoming_source=incoming_source)
@@ -155,6 +158,7 @@ def potentiate_incoming(weights: torch.Tensor, pre_trace: torch.Tensor, neurons:
         # w * scale rounds before + 0.5, as in the reference.
         _potentiate_incoming_kernel[(spiking,)](
             weights, pre_trace, neurons, incoming_weight, incoming_source, j_slots,
-            float(a_plus), float(w_max), float(scale), cap, cap_float, SCALING=scaling,
+            float(a_plus), float(trace_offset), float(w_max), float(scale), cap, cap_float,
+            SCALING=scaling,
             BLOCK_J=incoming_block(j_slots), num_warps=NUM_WARPS, enable_fp_fusion=False)
     return weights
