@@ -53,7 +53,8 @@ def build(layout: str = "example", path: str | os.PathLike | None = None, *,
 
     config = load_config()
     definition = {**config.definition, **overrides}
-    built, _ = manager.build(load_plugins(), family or config.options.get("family"), layout, definition,
+    family = family or config.options.get("family")
+    built, _ = manager.build(load_plugins(), family, layout, definition,
                              None if path is None else Path(path), name, force, seed)
     return Path(built)
 

@@ -184,7 +184,8 @@ def check_family(plugin: Any, family: str, layout: str = "example", *,
         return snapshot
 
     whole = run([sum(plan)])
-    same_snapshots(run(list(plan)), whole, f"{' + '.join(map(str, plan))} steps against {sum(plan)}")
+    same_snapshots(run(list(plan)), whole,
+                   f"{' + '.join(map(str, plan))} steps against {sum(plan)}")
     again = hook.hera_load(definition=dict(whole.definition),
                            tensors=whole.tensors, state=whole.state, device=device, seed=seed)
     same_snapshots(hook.hera_serialize(agent=again.handle), whole, "a save loaded back")

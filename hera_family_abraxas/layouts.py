@@ -53,9 +53,16 @@ _MINIMUM = {"width": 1, "height": 1, "depth": 1, "cells": 1, "inputs": 1, "dendr
 
 LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "example": ("light: for tests and a CPU", {}),
+    # Rate-coded input through three layers: no depression at input spikes
+    # (with rates it cancels potentiation on average) and a weight budget
+    # that makes a neuron's inputs compete; thresholds drawn to a target
+    # rate (slow decay: the target, not the decay, sets the rate) with a
+    # strong rise per spike, which spreads the patterns over the cells.
+    # Chosen on validation seeds 101-105 of benchmarks/selectivity.py.
     "small": ("an 8x8 sheet of three-layer columns",
               {"width": 8, "height": 8, "depth": 3, "cells": 12, "inputs": 64, "dendrite": 1,
-               "axon": 4}),
+               "axon": 4, "a_minus": 0.0, "w_budget": 6.0, "theta_plus": 0.2,
+               "tau_theta": 1000000.0, "target_rate": 0.02}),
     # One column of 100 cells: a single winner-take-all group, so at most
     # one cell fires a step, the one whose input weights best match the
     # input, less its adaptive threshold. A membrane time constant below a

@@ -374,3 +374,41 @@ def test_a_trace_offset_makes_quiet_inputs_lose_weight_when_their_cell_fires(bac
     assert sheet.output_counts.sum() > 0
     after = sheet.input_weights
     assert (after[:2] > before[:2]).all() and (after[2:] < before[2:]).all()
+
+
+@pytest.mark.parametrize("layout, least", [("example", 1.3), ("small", 5.0)])
+def test_a_layout_as_built_learns_a_repeated_pattern_of_rates(layout, least):
+    """The protocol of benchmarks/selectivity.py, one seed: the layout's defaults,
+    built weights, a fixed pattern shown among random ones of the same
+    density; frozen, the output answers it more than new random patterns by
+    ``least`` times, where the same agent frozen from the start answers
+    both alike."""
+    d = layouts.definition_for(layout, {})
+    g = torch.Generator().manual_seed(1)
+
+    def pattern() -> list[float]:
+        values = torch.zeros(d["inputs"])
+        values[torch.randperm(d["inputs"], generator=g)[:d["inputs"] // 2]] = 1.0
+        return values.tolist()
+
+    def answer(sheet: Sheet, values: list[float]) -> int:
+        sheet.set_input(values)
+        sheet.take_output()
+        sheet.run(50)
+        return int(sum(sheet.take_output()))
+
+    shown = pattern()
+    training, fresh = [pattern() for _ in range(60)], [pattern() for _ in range(10)]
+    ratios = []
+    for plastic in (True, False):
+        sheet = Sheet(d, model.built_parameters(d), None, "cpu", seed=1)
+        sheet.set_frozen(not plastic)
+        for other in training:
+            answer(sheet, shown)
+            answer(sheet, other)
+        sheet.set_frozen(True)
+        ratios.append(sum(answer(sheet, shown) for _ in fresh)
+                      / sum(answer(sheet, p) for p in fresh))
+    learned, control = ratios
+    assert learned > least, ratios
+    assert 0.8 < control < 1.25, ratios
