@@ -49,7 +49,7 @@ def main() -> None:
             inputs = agent.tensors()["state.input_rates"].numel()
             values = numpy.random.default_rng(1).random((args.calls, inputs))
             session = agent._session  # the family's step without the API's wrapping
-            hook, family, handle = session._step_hook, session.family, session.handle
+            hook, handle = session._step_hook, session.handle
             agent.step(2000)  # past the first, quiet steps
             bare, fed, family_only = [], [], []
             for round_ in range(args.rounds):
@@ -61,7 +61,7 @@ def main() -> None:
                 fed.append(per_call(lambda: (agent.feed(values=next(rows)), agent.step()),
                                     args.calls))
                 family_only.append(per_call(  # on the last row fed
-                    lambda: hook(family=family, agent=handle, steps=1), args.calls))
+                    lambda: hook(agent=handle, steps=1), args.calls))
             backend = agent.backend
     x, y, z = (statistics.median(v) for v in (fed, bare, family_only))
     print(f"example on cpu [{backend}], {args.rounds} rounds of {args.calls} calls "

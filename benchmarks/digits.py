@@ -72,25 +72,25 @@ class Agent:
     """A fresh agent driven through its family's hooks, as hera drives it."""
 
     def __init__(self, layout: str, overrides: dict, seed: int):
-        self.hook = load_plugins().hook
-        built = self.hook.hera_build(family="abraxas", layout=layout, overrides=overrides,
+        self.hook = load_plugins().family_hooks("abraxas")
+        built = self.hook.hera_build(layout=layout, overrides=overrides,
                                      seed=seed)
-        self.handle = self.hook.hera_load(family="abraxas", definition=built.definition,
+        self.handle = self.hook.hera_load(definition=built.definition,
                                           tensors=built.tensors, state=None, device="cpu",
                                           seed=seed).handle
 
     def line(self, text: str) -> None:
-        self.hook.hera_encode_input(family="abraxas", agent=self.handle, line=text)
+        self.hook.hera_encode_input(agent=self.handle, line=text)
 
     def show(self, values: torch.Tensor) -> list[int]:
         """One digit for SHOW steps, then REST steps of rest; returns the
         output spike counts while it was shown."""
         self.line(" ".join(f"{v:.4f}" for v in values.tolist()))
-        self.hook.hera_decode_output(family="abraxas", agent=self.handle)  # a fresh window
-        self.hook.hera_step(family="abraxas", agent=self.handle, steps=SHOW)
-        counts = self.hook.hera_decode_output(family="abraxas", agent=self.handle)
+        self.hook.hera_decode_output(agent=self.handle)  # a fresh window
+        self.hook.hera_step(agent=self.handle, steps=SHOW)
+        counts = self.hook.hera_decode_output(agent=self.handle)
         self.line("0")
-        self.hook.hera_step(family="abraxas", agent=self.handle, steps=REST)
+        self.hook.hera_step(agent=self.handle, steps=REST)
         return [int(c) for c in counts.split()]
 
     def responses(self, images: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ def main() -> None:
 
     d = layouts.definition_for("example", {})
     sheet = model.Sheet(d, model.zero_parameters(d), None, "cpu", seed=1)
-    hook = load_plugins().hook.hera_encode_input
+    hook = load_plugins().family_hooks("abraxas").hera_encode_input
     line = "spikes 3 7 11"
     raster = torch.zeros(args.steps, d["inputs"], dtype=torch.bool)
     raster[:, [3, 7, 11]] = True
@@ -56,7 +56,7 @@ def main() -> None:
     rows = []
     for _ in range(args.repeat):
         step = per_call(lambda: sheet.run(1), args.steps // 10)
-        feed = per_call(lambda: hook(family="abraxas", agent=sheet, line=line), args.steps // 10)
+        feed = per_call(lambda: hook(agent=sheet, line=line), args.steps // 10)
         plain = per_call(lambda: sheet.run(args.steps), 1) / args.steps
         rastered = per_call(lambda: sheet.run(args.steps, spikes=raster), 1) / args.steps
         blank = per_call(lambda: sheet.run(args.steps, spikes=empty), 1) / args.steps
