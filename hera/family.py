@@ -9,7 +9,9 @@
   family's agents and for nobody else's (see docs/writing-a-family.md).
 - The data types that cross the hook boundary: :class:`FamilyInfo`,
   :class:`LayoutInfo`, :class:`Built`, :class:`DynamicState`,
-  :class:`Snapshot`, :class:`LoadedAgent`, :class:`ResourceReport`.
+  :class:`Snapshot`, :class:`LoadedAgent`, :class:`ResourceReport`, and
+  :class:`LiveAgent`, the protocol of an agent that answers the running
+  hooks with its own methods.
 - The errors hera prints as one line: :class:`HeraError`,
   :class:`DefinitionError`, :class:`InstanceFileError`.
 - The reusable kernels (``hera.kernels``), each a plain-PyTorch reference
@@ -38,6 +40,7 @@ from hera.hooks.types import (
     DynamicState,
     FamilyInfo,
     LayoutInfo,
+    LiveAgent,
     LoadedAgent,
     ResourceReport,
     Snapshot,
@@ -65,6 +68,7 @@ __all__ = [
     "DynamicState",
     "FamilyInfo",
     "LayoutInfo",
+    "LiveAgent",
     "LoadedAgent",
     "ResourceReport",
     "Snapshot",

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import pluggy
 
+from hera import agent_protocol
 from hera.errors import HeraError, UsageError, did_you_mean
 from hera.hooks import PROJECT_NAME, specs
 from hera.hooks.types import FamilyInfo
@@ -166,7 +167,9 @@ class Plugins:
         Only ``owner``'s implementation answers among the families (the
         others' are left out of the call, as pluggy's
         ``subset_hook_caller`` does); every plugin that is not a family, a
-        recorder's wrapper say, still sees the call. When no such plugin
+        recorder's wrapper say, still sees the call. Where the family does
+        not implement a running hook, the agent's own method answers
+        (:mod:`hera.agent_protocol`). When no plugin but families
         implements the hook, this is the family's own function, called
         straight: pluggy's dispatch costs a few microseconds, which a
         program stepping an agent one step at a time would pay each step.
@@ -175,9 +178,12 @@ class Plugins:
         families = {name for _, name, _ in self.families()}
         impls = caller.get_hookimpls()
         own = [impl for impl in impls if impl.plugin_name == owner]
-        others = [impl for impl in impls if impl.plugin_name not in families]
+        protocol = [impl for impl in impls if impl.plugin_name == agent_protocol.NAME]
+        others = [impl for impl in impls
+                  if impl.plugin_name not in families and impl.plugin_name != agent_protocol.NAME]
         if not others and len(own) <= 1 and not any(i.hookwrapper or i.wrapper for i in own):
-            return _direct(own[0], family, tuple(caller.spec.argnames)) if own else _no_answer
+            last = own or protocol  # the family's own, else the agent's method
+            return _direct(last[0], family, tuple(caller.spec.argnames)) if last else _no_answer
         # each family once, even if several of their names are blocked aliases
         away = [self.manager.get_plugin(name) for name in families - {owner}]
         subset = self.manager.subset_hook_caller(hook_name, [p for p in away if p is not None])
@@ -245,7 +251,10 @@ def create_manager() -> Plugins:
     """An empty manager with hera's hook specs (tests register what they need)."""
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(specs)
-    return Plugins(manager)
+    plugins = Plugins(manager)
+    plugins.register(agent_protocol.AgentProtocol(), agent_protocol.NAME,
+                     PluginSource("hera", "hera.agent_protocol"))
+    return plugins
 
 
 def load_plugins(workdir: Path | None = None) -> Plugins:

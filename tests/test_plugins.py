@@ -392,3 +392,95 @@ def test_build_has_no_silent_family_when_several_are_installed(world):
                       )["family"] == "tally"
     (world.workdir / "hera.json").write_text(json.dumps({"options": {"family": "tally"}}))
     assert json.loads(world.run("build", "c.json", "--json").stdout)["family"] == "tally"
+
+
+class Gauge:
+    """A live agent answering the running hooks itself (hera.family.LiveAgent)."""
+
+    def __init__(self, definition, tensors, state):
+        self.definition = definition
+        self.level = tensors["level"].clone()
+        self.lines = list(state.values["lines"]) if state is not None else []
+
+    def step(self, steps):
+        self.level += steps
+        return steps
+
+    def snapshot(self):
+        from hera.hooks.types import DynamicState, Snapshot
+
+        return Snapshot(dict(self.definition), {"level": self.level.clone()},
+                        DynamicState({}, {"lines": list(self.lines)}))
+
+    def feed(self, line):
+        self.lines.append(line)
+        return True
+
+    def read(self):
+        return f"{float(self.level[0]):.0f} after {len(self.lines)} lines"
+
+
+class GaugeFamily:
+    """A family that implements no running hook: its agents do."""
+
+    @hookimpl
+    def hera_family(self):
+        from hera.hooks import FamilyInfo
+
+        return FamilyInfo(name="gauge", version="1")
+
+    @hookimpl
+    def hera_layouts(self):
+        from hera.hooks import LayoutInfo
+
+        return [LayoutInfo("example", "one level", {}, 1, 0, 8)]
+
+    @hookimpl
+    def hera_build(self, layout, overrides, seed):
+        from hera.hooks import Built
+
+        return Built({"layout": layout}, {"level": torch.zeros(1)})
+
+    @hookimpl
+    def hera_simulate(self, definition, device):
+        from hera.hooks import ResourceReport
+
+        return ResourceReport(device, {"level": 4})
+
+    @hookimpl
+    def hera_load(self, definition, tensors, state, device, seed):
+        from hera.hooks import LoadedAgent
+
+        return LoadedAgent(Gauge(definition, tensors, state), "cpu", "python")
+
+
+def test_an_agent_with_the_live_agent_methods_answers_the_running_hooks(places, tally):
+    """A family without hera_step, hera_serialize, hera_encode_input and
+    hera_decode_output: its agent's step, snapshot, feed and read answer
+    them, through the whole lifecycle, and a wrapper still sees the steps;
+    tally, which implements them, answers with its own."""
+    from hera.family import LiveAgent
+
+    tally.register(GaugeFamily(), "gauge")
+    hook = tally.family_hooks("gauge")
+    alone = Gauge({}, {"level": torch.zeros(1)}, None)
+    assert isinstance(alone, LiveAgent)
+    assert hook.hera_step(agent=alone, steps=2) == 2 and alone.level.tolist() == [2.0]
+    recorder = StepRecorder()
+    tally.register(recorder, "recorder")
+    path, built = manager.build(tally, "gauge", "example", {}, None)
+    store = AgentStore(Scope("user"))
+    target = manager.select_target(store, str(path), None, None, allow_uninstalled=True)
+    runner.up(tally, target, runner.UpOptions(steps=10, chunk=4), say=lambda _: None)
+    assert recorder.calls == [("gauge", 4, 4), ("gauge", 4, 4), ("gauge", 2, 2)]
+    saved = store.load(built.id)
+    assert saved.tensors()["level"].tolist() == [10.0]
+    loaded = hook.hera_load(definition=saved.definition, tensors=saved.tensors(),
+                            state=saved.state(), device="cpu", seed=1)
+    assert hook.hera_encode_input(agent=loaded.handle, line="hi") is True
+    assert hook.hera_decode_output(agent=loaded.handle) == "10 after 1 lines"
+    counter = tally_family.Counter({"size": 2}, {"counts": torch.zeros(2)}, None, 1)
+    assert tally.family_hooks("tally").hera_step(agent=counter, steps=3) == 3
+    tally.manager.unregister(name="recorder")
+    tally.manager.unregister(name="gauge")
+    assert tally.family_hooks("tally").hera_step is tally_family.hera_step

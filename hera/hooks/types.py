@@ -7,15 +7,38 @@ time without pulling in torch, which keeps ``hera families`` fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 #: A live agent: the family's own object, which ``hera_load`` returns in
-#: :attr:`LoadedAgent.handle` and hera hands back, unread, to that family's
-#: hooks (abraxas types its hooks with its ``Sheet``). Any object will do.
+#: :attr:`LoadedAgent.handle` and hera hands back to that family's hooks
+#: (abraxas types its hooks with its ``Sheet``). Any object will do; one
+#: that is a :class:`LiveAgent` also answers the running hooks itself.
 AgentHandle = object
+
+
+@runtime_checkable
+class LiveAgent(Protocol):
+    """A live agent that answers hera's running hooks with its own methods:
+    a family whose ``hera_load`` returns one need not implement
+    ``hera_step``, ``hera_serialize``, ``hera_encode_input`` and
+    ``hera_decode_output`` (hera calls these methods where the family has
+    no implementation of the hook; see :mod:`hera.agent_protocol`). The
+    contract of each method is its hook's."""
+
+    def step(self, steps: int) -> int:
+        """``hera_step``: advance ``steps`` iterations; return how many."""
+
+    def snapshot(self) -> "Snapshot":
+        """``hera_serialize``: the complete agent as CPU tensors."""
+
+    def feed(self, line: str) -> bool:
+        """``hera_encode_input``: put a line into the input area."""
+
+    def read(self) -> str:
+        """``hera_decode_output``: the output area since the last read."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +139,7 @@ class LoadedAgent:
         shown in the ``up`` banner and in agent status.
     """
 
-    handle: AgentHandle
+    handle: "AgentHandle | LiveAgent"
     device: str
     backend: str
 
