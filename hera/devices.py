@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hera.errors import HeraError
-from hera.kernels import TRITON_INSTALL, missing_triton
+from hera.kernels import TRITON_INSTALL, default_backend
 
 
 @dataclass
@@ -72,8 +72,8 @@ def _cuda_devices() -> list[Device]:
         import torch
 
         if torch.cuda.is_available():
-            triton_here = missing_triton("cuda") is None
             for index in range(torch.cuda.device_count()):
+                backend = default_backend(f"cuda:{index}")
                 props = torch.cuda.get_device_properties(index)
                 found[index] = Device(
                     id=f"cuda:{index}",
@@ -81,8 +81,8 @@ def _cuda_devices() -> list[Device]:
                     name=props.name,
                     memory=props.total_memory,
                     usable=True,
-                    backend="triton" if triton_here else "torch",
-                    note="" if triton_here else f"no triton: {TRITON_INSTALL}",
+                    backend=backend,
+                    note="" if backend == "triton" else f"no triton: {TRITON_INSTALL}",
                     details={"capability": f"{props.major}.{props.minor}",
                              "multiprocessors": props.multi_processor_count},
                 )

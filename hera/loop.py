@@ -1,10 +1,11 @@
 """The stepping loop of an upped agent.
 
-One thread steps the agent: this loop. Between chunks of steps it acts on
-signals (noted by :class:`~hera.signals.SignalInbox`), on control requests
-(queued by :class:`~hera.requests.Requests`), on input lines
-(:class:`~hera.streams.Streams`), on breakpoints and on checkpoints, and
-opens the prompt through the callback it is given. Control threads never
+One thread steps the agent: this loop. Between chunks of steps it takes
+the signals noted by :class:`~hera.signals.SignalInbox` (what each does:
+:mod:`hera.loop_signals`), the control requests queued by
+:class:`~hera.requests.Requests`, the input lines of
+:class:`~hera.streams.Streams`, breakpoints and checkpoints, and opens the
+prompt through the callback it is given. Control threads never
 touch the agent themselves.
 """
 
@@ -16,19 +17,18 @@ from typing import TYPE_CHECKING, Any, Callable
 from hera.agent_commands import ON_THE_AGENT
 from hera.console import Console
 from hera.errors import HeraError
+from hera.loop_signals import SignalActions
 from hera.manager import now_iso
 from hera.progress import Progress
 from hera.requests import Requests
-from hera.session import PAUSED, RUNNING, STANDBY, AgentSession, Stop, answer, checkpoint
-from hera.signals import ENDING, SignalInbox, parse_name
+from hera.session import PAUSED, RUNNING, AgentSession, Stop, answer, checkpoint
+from hera.signals import SignalInbox, parse_name
 from hera.streams import Streams
 
 if TYPE_CHECKING:  # pragma: no cover
     from hera.reserve import DescriptorReserve
 
 _IDLE_POLL_S = 0.02
-#: A second SIGINT this soon after the first, in standby, saves and stops.
-SECOND_CTRL_C_S = 2.0
 
 
 class Loop:
@@ -63,7 +63,7 @@ class Loop:
         self.on_state = on_state or (lambda state: None)
         self.reserve = reserve
         self.stop_reason: str | None = None
-        self._last_interrupt = float("-inf")
+        self.signals = SignalActions(self)
         self.want_prompt = session.mode == "interactive" and prompt_after is None
         self.open_prompt = open_prompt
         self.streams = Streams()
@@ -82,7 +82,8 @@ class Loop:
         ``SIGABRT``)."""
         session = self.session
         while True:
-            self._take_signals()
+            for name in self.inbox.take():
+                self.act_on(name)
             self.requests.serve()
             self._feed_inputs()
             if self.stop_reason:
@@ -174,52 +175,13 @@ class Loop:
 
     # -- signals -------------------------------------------------------------------
 
-    def _take_signals(self) -> None:
-        for name in self.inbox.take():
-            self.act_on(name)
-
     def act_on(self, name: str) -> None:
-        """Do what signal ``name`` means (the seed's table, hera.signals)."""
-        console = self.console
-        if name in ENDING:
-            self.stop_reason = self.stop_reason or name  # a second one starts no second save
-        elif name == "SIGINT":
-            now = time.monotonic()
-            if self.session.state == STANDBY and now - self._last_interrupt <= SECOND_CTRL_C_S:
-                console.tell(f"Ctrl-C twice: saving at step {self.session.step_count} and "
-                             "stopping")
-                self.stop_reason = self.stop_reason or "Ctrl-C twice"
-                return
-            self._last_interrupt = now
-            self.set_state(STANDBY)
-            if self.can_prompt:
-                console.tell(f"standby at step {self.session.step_count}: Ctrl-C again within "
-                             f"{SECOND_CTRL_C_S:.0f} s saves and stops; Ctrl-Z opens the prompt "
-                             "(Ctrl-D there runs on); 'hera signal SIGCONT' runs on")
-            else:
-                console.tell(f"standby at step {self.session.step_count} (SIGCONT resumes, "
-                             f"'hera down' saves and stops)")
-        elif name == "SIGCONT":
-            if self.session.state != RUNNING:
-                self.set_state(RUNNING)
-                console.tell(f"running from step {self.session.step_count}")
-        elif name == "SIGTSTP" and not self.can_prompt:
-            console.tell("SIGTSTP ignored: no terminal to stop at (use SIGSTOP or SIGINT)")
-        elif name in ("SIGTSTP", "SIGSTOP"):
-            self.set_state(PAUSED)
-            if self.can_prompt:
-                self.want_prompt = True
-            else:  # 'hera signal SIGSTOP' attaches its own terminal over the control channel
-                console.tell(f"paused at step {self.session.step_count} ({name})")
-        elif name == "SIGUSR1":
-            if self._checkpoint():
-                console.tell(f"saved at step {self.session.step_count} (SIGUSR1)")
-        elif name == "SIGHUP":
-            console.try_detach()
-        elif name == "SIGTTIN":
-            self.streams.pipe_stdin()
-        elif name == "SIGTTOU" and self.streams.pipe_stdout(console.write_output):
-            self.console.clear_progress()  # output lines take stdout from here on
+        """Do what signal ``name`` means (see :mod:`hera.loop_signals`)."""
+        self.signals.act_on(name)
+
+    def checkpoint_now(self) -> bool:
+        """Save now, while running; False if the save failed (it says why)."""
+        return self._checkpoint()
 
     # -- breakpoints and the prompt ----------------------------------------------------
 

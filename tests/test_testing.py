@@ -95,6 +95,7 @@ def _abraxas_old_region(name, grown, old, before, after):
 TestTallyConformance = conformance(_module(TALLY, "tally_conformance"), "tally",
                                    grow={"size": 3}, package=tally_family.__file__)
 TestAbraxasConformance = conformance(
-    hera_family_abraxas, "abraxas", overrides={"noise": 1.0}, lines=["1 0.5 0 1"],
+    # few examples: tests/test_abraxas_grow.py draws many more of abraxas's growth
+    hera_family_abraxas, "abraxas", overrides={"noise": 1.0}, lines=["1 0.5 0 1"], examples=5,
     grow={name: 1 for name in ("width", "height", "depth", "cells", "inputs", "dendrite",
                                "axon")}, old_region=_abraxas_old_region)
