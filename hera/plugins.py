@@ -184,7 +184,7 @@ class Plugins:
         if not others and len(own) <= 1 and not any(i.hookwrapper or i.wrapper for i in own):
             last = own or protocol  # the family's own, else the agent's method
             return _direct(last[0], family, tuple(caller.spec.argnames)) if last else _no_answer
-        # each family once, even if several of their names are blocked aliases
+        # every other family's plugin is left out of the call
         away = [self.manager.get_plugin(name) for name in families - {owner}]
         subset = self.manager.subset_hook_caller(hook_name, [p for p in away if p is not None])
         return functools.partial(subset, family=family)
@@ -199,8 +199,8 @@ class Plugins:
             self.warn_once(
                 f"family {family!r} (plugin {owner!r}) is written for hera 0.1's hooks: hera now "
                 f"calls only a family's own hooks, so drop the 'family' argument and its check "
-                f"from {', '.join(old)} (see docs/writing-a-family.md, 'Hooks'); the 0.1 form "
-                f"keeps working until hera 0.3")
+                f"from {', '.join(old)} (see docs/writing-a-family.md, 'How hooks are "
+                f"called'); the 0.1 form keeps working until hera 0.3")
 
     def hooks_of(self, name: str) -> list[str]:
         """Names of the hera hooks plugin ``name`` implements."""

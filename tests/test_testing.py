@@ -99,3 +99,25 @@ TestAbraxasConformance = conformance(
     hera_family_abraxas, "abraxas", overrides={"noise": 1.0}, lines=["1 0.5 0 1"], examples=5,
     grow={name: 1 for name in ("width", "height", "depth", "cells", "inputs", "dendrite",
                                "axon")}, old_region=_abraxas_old_region)
+
+
+def test_assert_parity_compares_results_and_changed_arguments_bit_for_bit():
+    import torch
+
+    from hera.kernels.decay_accumulate import reference
+    from hera.testing import assert_parity, same_bits
+
+    trace, events = torch.rand(1001) + 0.1, (torch.rand(1001) < 0.3).float()
+    out = assert_parity(reference.decay_accumulate, reference.decay_accumulate,
+                        trace, 0.9, events)
+    assert same_bits(out, trace * 0.9 + events) and not torch.equal(out, trace)
+
+    def off_by_one_ulp(trace, decay, events):
+        reference.decay_accumulate(trace, decay, events)
+        trace[7] = torch.nextafter(trace[7], torch.tensor(2.0))
+        return trace
+
+    with pytest.raises(AssertionError, match="differ in argument 0"):
+        assert_parity(reference.decay_accumulate, off_by_one_ulp, trace, 0.9, events)
+    assert not same_bits(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert same_bits(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
