@@ -58,7 +58,10 @@ def test_a_terminal_sees_the_table_redrawn_until_the_agent_goes_down(world):
 def test_ctrl_c_ends_it_quietly(world):
     agent_id = _daemon(world)
     try:
-        proc = world.popen("top", "--interval", "0.2")
+        # as from a terminal: Ctrl-C at its default, whatever this test
+        # inherited (a shell's background job starts with SIGINT ignored)
+        proc = world.popen("top", "--interval", "0.2",
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
