@@ -112,7 +112,7 @@ class Loop:
                 self.prompt_at = None
                 self.want_prompt = True
             if self.checkpoint and time.monotonic() - session.last_save >= self.checkpoint:
-                self._checkpoint()
+                self.checkpoint_now()
 
     def _log_progress(self) -> None:
         """A detached agent's progress, in its log by time (every
@@ -143,7 +143,7 @@ class Loop:
                 return hit
         return None
 
-    def _checkpoint(self) -> bool:
+    def checkpoint_now(self) -> bool:
         """Save while running (see :func:`hera.session.checkpoint`)."""
         if not checkpoint(self.session, self.reserve, self.console.warn):
             return False
@@ -178,10 +178,6 @@ class Loop:
     def act_on(self, name: str) -> None:
         """Do what signal ``name`` means (see :mod:`hera.loop_signals`)."""
         self.signals.act_on(name)
-
-    def checkpoint_now(self) -> bool:
-        """Save now, while running; False if the save failed (it says why)."""
-        return self._checkpoint()
 
     # -- breakpoints and the prompt ----------------------------------------------------
 

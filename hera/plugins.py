@@ -92,10 +92,15 @@ class Plugins:
     def family(self, name: str) -> FamilyInfo:
         """The installed family called ``name``, or a clear error (also
         when two plugins claim the name: whose agents would they be?)."""
+        return self._claim(name)[0]
+
+    def _claim(self, name: str) -> tuple[FamilyInfo, str]:
+        """The family called ``name`` and the plugin that provides it (see
+        :meth:`family`)."""
         families = self.families()
         matches = [(info, plugin) for info, plugin, _ in families if info.name == name]
         if len(matches) == 1:
-            return matches[0][0]
+            return matches[0]
         if matches:
             raise HeraError(f"family {name!r} is provided by {len(matches)} plugins "
                             f"({', '.join(sorted(p for _, p in matches))}): uninstall one, or "
@@ -146,8 +151,7 @@ class Plugins:
         :raises HeraError: no plugin, or several, provide it (as
             :meth:`family` says).
         """
-        self.family(family)
-        return next(name for info, name, _ in self.families() if info.name == family)
+        return self._claim(family)[1]
 
     def family_hooks(self, family: str) -> "FamilyHooks":
         """The hooks of ``family``'s agents, routed by hera: see
@@ -158,11 +162,13 @@ class Plugins:
         """
         owner = self.owner(family)
         self._warn_old_style(family, owner)
-        return FamilyHooks(self, family, owner)
+        return FamilyHooks(self, family, owner, {name for _, name, _ in self.families()})
 
-    def routed(self, hook_name: str, family: str, owner: str) -> Callable[..., Any]:
+    def routed(self, hook_name: str, family: str, owner: str,
+               families: set[str]) -> Callable[..., Any]:
         """A way to call hook ``hook_name`` for ``family``'s agents, taking
-        the hook's keyword arguments except ``family``, which it supplies.
+        the hook's keyword arguments except ``family``, which it supplies
+        (``families``: the plugin names of every family).
 
         Only ``owner``'s implementation answers among the families (the
         others' are left out of the call, as pluggy's
@@ -175,7 +181,6 @@ class Plugins:
         program stepping an agent one step at a time would pay each step.
         """
         caller = getattr(self.hook, hook_name)
-        families = {name for _, name, _ in self.families()}
         impls = caller.get_hookimpls()
         own = [impl for impl in impls if impl.plugin_name == owner]
         protocol = [impl for impl in impls if impl.plugin_name == agent_protocol.NAME]
@@ -219,15 +224,16 @@ class FamilyHooks:
     first use, so keep the object while the agent lives.
     """
 
-    def __init__(self, plugins: Plugins, family: str, owner: str):
+    def __init__(self, plugins: Plugins, family: str, owner: str, families: set[str]):
         self.family = family
         self.plugin = owner
         self._plugins = plugins
+        self._families = families
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if not name.startswith("hera_") or not hasattr(specs, name):
             raise AttributeError(f"hera has no hook {name!r}")
-        caller = self._plugins.routed(name, self.family, self.plugin)
+        caller = self._plugins.routed(name, self.family, self.plugin, self._families)
         setattr(self, name, caller)
         return caller
 

@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from hera.errors import HeraError
+from hera.kernels import device_type
 
 #: The backends a sheet can step on.
 BACKENDS = ("torch", "triton", "cpp")
@@ -40,7 +41,7 @@ def planned(device: Any, backend: str | None = None) -> str:
     asked = requested(backend)
     if asked is not None:
         return asked
-    if _device_type(device) != "cpu":
+    if device_type(device) != "cpu":
         return default_backend(device)
     from hera_family_abraxas import cpu_backend
 
@@ -62,7 +63,7 @@ def choose(device: Any, backend: str | None = None) -> tuple[str, Any]:
     from hera.kernels import check_backend, default_backend
 
     asked = requested(backend)
-    if asked is None and _device_type(device) == "cpu":
+    if asked is None and device_type(device) == "cpu":
         from hera_family_abraxas.cpu_backend import available
 
         step = available()  # says once why not, and the sheet steps with torch
@@ -70,7 +71,7 @@ def choose(device: Any, backend: str | None = None) -> tuple[str, Any]:
     if asked is None:
         return default_backend(device), None
     if asked == "cpp":
-        if _device_type(device) != "cpu":
+        if device_type(device) != "cpu":
             raise HeraError(f"the abraxas cpp backend runs on the CPU, not {device}")
         from hera_family_abraxas.cpu_backend import compiled
 
@@ -83,8 +84,3 @@ def choose(device: Any, backend: str | None = None) -> tuple[str, Any]:
     except (ValueError, RuntimeError) as error:
         raise HeraError(f"abraxas cannot step on {asked}: {error}") from error
     return asked, None
-
-
-def _device_type(device: Any) -> str:
-    kind = getattr(device, "type", None)
-    return kind if isinstance(kind, str) else str(device).split(":", 1)[0]

@@ -64,7 +64,7 @@ BACKENDS = ("torch", "triton")
 _TRUE = ("1", "true", "yes", "on", "y")
 
 
-def _device_type(device: Any) -> str:
+def device_type(device: Any) -> str:
     """``"cuda"``, ``"cpu"``, ... of a torch.device, a string or a tensor."""
     device = getattr(device, "device", device)  # a tensor gives its device
     kind = getattr(device, "type", None)
@@ -94,7 +94,7 @@ def triton_usable(device: Any) -> bool:
         when ``TRITON_INTERPRET=1`` (Triton's interpreter runs the kernels on
         the CPU, slowly: for tests). Cheap: imports triton once, not torch.
     """
-    if _device_type(device) != "cuda" and not interpreting():
+    if device_type(device) != "cuda" and not interpreting():
         return False
     return _triton_imports()
 
@@ -110,7 +110,7 @@ def missing_triton(device: Any) -> str | None:
 
     :param device: a ``torch.device``, a device string or a tensor.
     """
-    if _device_type(device) != "cuda" or _triton_imports():
+    if device_type(device) != "cuda" or _triton_imports():
         return None
     return f"triton is not installed, so {device} steps with torch, more slowly ({TRITON_INSTALL})"
 
@@ -122,7 +122,7 @@ def default_backend(device: Any) -> str:
 
     :param device: a ``torch.device``, a device string or a tensor.
     """
-    return "triton" if _device_type(device) == "cuda" and triton_usable(device) else "torch"
+    return "triton" if device_type(device) == "cuda" and triton_usable(device) else "torch"
 
 
 def check_backend(backend: str, device: Any) -> None:
@@ -136,5 +136,5 @@ def check_backend(backend: str, device: Any) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown kernel backend {backend!r} (backends: {', '.join(BACKENDS)})")
     if backend == "triton" and not triton_usable(device):
-        raise RuntimeError(f"the triton backend cannot run on {_device_type(device)} tensors: "
+        raise RuntimeError(f"the triton backend cannot run on {device_type(device)} tensors: "
                            "it needs a CUDA device with triton installed (or TRITON_INTERPRET=1)")
