@@ -16,6 +16,14 @@ from pathlib import Path
 TEMP_SUFFIX = ".tmp"
 _TOKEN_BYTES = 6
 
+# Small chunks are gathered up to this size before they are written.
+_GATHER = 1 << 20
+
+# Every this many bytes written, the kernel is asked to start writing them
+# out and to drop them from its cache once written: the final fsync then has
+# little left to wait for, and a large file does not crowd memory out.
+_WRITEBACK = 64 << 20
+
 
 def temp_name(target: Path) -> Path:
     """A fresh temp path in the target's directory."""
@@ -34,10 +42,8 @@ def write_atomically(target: Path, chunks: Iterable[bytes], mode: int = 0o600,
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            for chunk in chunks:
-                out.write(chunk)
-            out.flush()
+        with os.fdopen(fd, "wb", buffering=0) as out:
+            _write_all(out.fileno(), chunks)
             os.fsync(out.fileno())
         if exclusive:  # link fails if the name exists: of two racing writers, one wins
             os.link(tmp, target)
@@ -51,6 +57,34 @@ def write_atomically(target: Path, chunks: Iterable[bytes], mode: int = 0o600,
             pass
         raise
     fsync_directory(target.parent)
+
+
+def _write_all(fd: int, chunks: Iterable[bytes]) -> None:
+    """Write every chunk to ``fd``, gathering small ones, starting
+    write-back as it goes."""
+    gathered = bytearray()
+    written = started = 0
+    for chunk in chunks:
+        if len(gathered) + len(chunk) <= _GATHER:
+            gathered += chunk
+            continue
+        for data in (gathered, chunk):
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view, written = view[n:], written + n
+        gathered = bytearray()
+        if written - started >= _WRITEBACK:
+            _start_writeback(fd, started, written - started)
+            started = written
+    view = memoryview(gathered)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    if hasattr(os, "posix_fadvise"):  # Linux starts write-back of dirty pages for DONTNEED
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def fsync_directory(directory: Path) -> None:

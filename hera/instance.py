@@ -1,67 +1,55 @@
 """The instance file: one versioned JSON document per agent.
 
-Layout on disk (one line per section, so :func:`read_header` can read the
-metadata of a large file without parsing its tensors)::
+Layout on disk, as hera writes it (version 2)::
 
-    {"format":"hera-instance","version":1,
+    {"format":"hera-instance","version":2,
     "meta":{...},
     "definition":{...},
-    "checksum":"<sha256 of meta, definition, state values, tensor checksums>",
-    "tensors":{"name":{...encoded tensor...},...},
-    "state":null | {"values":{...},"tensors":{...}}
+    "tensors":{
+    "name":{"dtype":...,"length":N,"data":"<base64>","xxh3":"<hex>"},
+    ...
+    },
+    "state":null | {"values":{...},
+    "tensors":{...}},
+    "checksum":"<sha256 of meta, definition, state values, tensor checksums>"
     }
 
-See ``docs/instance-file.md`` for every field.
+Tensors stream through at disk speed (:mod:`hera.tensor_stream`), the
+checksums computed on the way, and the document checksum comes last.
+Version 1 files (the checksum before the tensors, sha256 per tensor, zlib)
+are still read. See ``docs/instance-file.md`` for every field.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from hera import atomic, finite_json, identity, tensor_codec
+from hera import atomic, finite_json, instance_reader, tensor_codec, tensor_stream
 from hera.errors import InstanceFileError
 from hera.finite_json import NonFiniteNumber
+from hera.instance_meta import (COMPACT, FORMAT, META_FIELDS, SEED_LIMIT, VERSION, check_format,
+                                check_meta, check_sections, summary_checksum)
+from hera.stored_tensor import Encoded, Given, StoredTensor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from hera.hooks.types import DynamicState
 
-FORMAT = "hera-instance"
-VERSION = 1
-
-#: Metadata keys every file has, with their JSON types.
-META_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "id": str,
-    "callsign": str,
-    "family": dict,
-    "layout": str,
-    "created": str,
-    "seed": int,
-    "steps": int,
-    "incarnation": int,
-    "hera_version": str,
-}
-
-#: The seed is an unsigned 63-bit number (families hand it to generators
-#: that take a signed 64-bit one).
-SEED_LIMIT = 1 << 63
-
-# Never NaN or Infinity: they aren't JSON, and hera's reader refuses them.
-_COMPACT = {"separators": (",", ":"), "ensure_ascii": True, "allow_nan": False}
+__all__ = ["FORMAT", "VERSION", "META_FIELDS", "SEED_LIMIT", "InstanceFile", "Header",
+           "read_header"]
 
 
 def _dumps(value: Any, section: str) -> str:
     """Compact JSON of one section, refusing non-finite numbers."""
     try:
-        return json.dumps(value, **_COMPACT)
+        return json.dumps(value, **COMPACT)
     except ValueError as exc:
         if "Out of range float" not in str(exc):
             raise
@@ -77,17 +65,22 @@ def _non_finite(where: Any, exc: NonFiniteNumber) -> InstanceFileError:
 
 @dataclass
 class InstanceFile:
-    """An agent as stored: metadata, definition, encoded tensors, state.
+    """An agent as stored: metadata, definition, tensors, state.
 
-    Tensors stay encoded until asked for, so reading and checking a file
-    never imports torch.
+    Reading a file decodes its tensors once, into numpy memory, with no
+    torch; :meth:`tensors` and :meth:`state` hand out torch tensors over
+    that memory. Writing encodes each tensor as it goes to disk.
     """
 
     meta: dict[str, Any]
     definition: dict[str, Any]
-    tensor_entries: dict[str, dict[str, Any]]
-    state_entries: dict[str, dict[str, Any]] | None = None
+    stored: dict[str, StoredTensor] = field(default_factory=dict)
+    stored_state: dict[str, StoredTensor] | None = None
     state_values: dict[str, Any] | None = None
+    #: Each tensor's checksum (state tensors as ``state.NAME``) as last read
+    #: or written; empty for tensors not yet written.
+    digests: dict[str, str] = field(default_factory=dict)
+    _checksum: str = ""
 
     # -- identity ------------------------------------------------------------
 
@@ -114,90 +107,78 @@ class InstanceFile:
     @property
     def alive(self) -> bool:
         """Whether it has dynamic state (has run at least once)."""
-        return self.state_entries is not None
+        return self.stored_state is not None
 
     # -- tensors -------------------------------------------------------------
 
     def tensors(self) -> "dict[str, torch.Tensor]":
-        """The learned parameters as CPU tensors."""
-        return {k: tensor_codec.decode_tensor(k, e) for k, e in self.tensor_entries.items()}
+        """The learned parameters as CPU tensors (over the file's own memory
+        where it was read: changing them in place changes what it writes)."""
+        return {k: t.tensor() for k, t in self.stored.items()}
 
     def state(self) -> "DynamicState | None":
         """The dynamic state, or ``None`` for a dead instance."""
         from hera.hooks.types import DynamicState
 
-        if self.state_entries is None:
+        if self.stored_state is None:
             return None
-        tensors = {k: tensor_codec.decode_tensor(k, e) for k, e in self.state_entries.items()}
+        tensors = {k: t.tensor() for k, t in self.stored_state.items()}
         return DynamicState(tensors=tensors, values=dict(self.state_values or {}))
 
     def set_tensors(
         self, tensors: "dict[str, torch.Tensor]", state: "DynamicState | None"
     ) -> None:
-        """Replace parameters and state with newly encoded ones."""
+        """Replace parameters and state; they are encoded when written, so
+        they must not change until then (a family's snapshot is a copy)."""
         self.meta["alive"] = state is not None
-        self.tensor_entries = {k: tensor_codec.encode_tensor(t) for k, t in tensors.items()}
+        self.stored = {k: Given(k, t) for k, t in tensors.items()}
+        self.digests, self._checksum = {}, ""
         if state is None:
-            self.state_entries, self.state_values = None, None
+            self.stored_state, self.state_values = None, None
         else:
-            self.state_entries = {k: tensor_codec.encode_tensor(t) for k, t in state.tensors.items()}
+            self.stored_state = {k: Given(f"state.{k}", t) for k, t in state.tensors.items()}
             self.state_values = dict(state.values)
 
     # -- checksums -----------------------------------------------------------
 
     def checksum(self) -> str:
-        """The document checksum: covers everything but the tensor data,
-        which each tensor's own checksum covers."""
-        summary = {
-            "meta": self.meta,
-            "definition": self.definition,
-            "tensors": {k: e.get("sha256") for k, e in self.tensor_entries.items()},
-            "state": None
-            if self.state_entries is None
-            else {
-                # chunks() writes missing values as {}; checksum them the same way.
-                "values": self.state_values or {},
-                "tensors": {k: e.get("sha256") for k, e in self.state_entries.items()},
-            },
-        }
-        try:
-            text = json.dumps(summary, sort_keys=True, **_COMPACT)
-        except ValueError:
-            self._check_finite()
-            raise
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def _check_finite(self) -> None:
-        """Raise :class:`InstanceFileError` naming the first section that
-        holds a non-finite number."""
-        _dumps(self.meta, "section 'meta'")
-        _dumps(self.definition, "section 'definition'")
-        _dumps(self.state_values or {}, "section 'state' (its values)")
+        """The document checksum as last read or written (covers everything
+        but the tensor data, which each tensor's own checksum covers)."""
+        if not self._checksum:
+            raise InstanceFileError("the instance has not been written or read yet")
+        return self._checksum
 
     # -- writing -------------------------------------------------------------
 
     def chunks(self) -> Iterator[bytes]:
-        """The file's bytes, section by section.
+        """The file's bytes, section by section, each tensor's data in
+        pieces of a few MiB.
 
         Raises :class:`InstanceFileError`, before the first byte, if a
         section holds NaN or an infinity.
         """
         meta = _dumps(self.meta, "section 'meta'")
         definition = _dumps(self.definition, "section 'definition'")
-        if self.state_entries is not None:
+        if self.stored_state is not None:
             values = _dumps(self.state_values or {}, "section 'state' (its values)")
-        checksum = self.checksum()
+        digests: dict[str, str] = {}
         yield f'{{"format":"{FORMAT}","version":{VERSION},\n'.encode()
         yield f'"meta":{meta},\n'.encode()
         yield f'"definition":{definition},\n'.encode()
-        yield f'"checksum":"{checksum}",\n'.encode()
-        yield from _entries_chunks(self.tensor_entries, "")
-        if self.state_entries is None:
-            yield b',\n"state":null\n}\n'
+        yield from _entries_chunks(self.stored, "", digests)
+        state = None
+        if self.stored_state is None:
+            yield b',\n"state":null'
         else:
             yield f',\n"state":{{"values":{values},\n'.encode()
-            yield from _entries_chunks(self.state_entries, "state.")
-            yield b"}\n}\n"
+            yield from _entries_chunks(self.stored_state, "state.", digests)
+            yield b"}"
+            state = {"values": self.state_values or {},
+                     "tensors": {k: digests[f"state.{k}"] for k in self.stored_state}}
+        checksum = summary_checksum(self.meta, self.definition,
+                                    {k: digests[k] for k in self.stored}, state)
+        yield f',\n"checksum":"{checksum}"\n}}\n'.encode()
+        self.digests, self._checksum = digests, checksum
 
     def write(self, path: Path, exclusive: bool = False) -> None:
         """Write atomically (temp file, fsync, rename, fsync directory);
@@ -213,12 +194,48 @@ class InstanceFile:
         with one clear line if anything is wrong."""
         path = Path(path)
         with _open_regular(path) as stream:
+            try:
+                first = os.pread(stream.fileno(), len(instance_reader.FIRST_LINE), 0)
+            except OSError as exc:
+                raise _os_error(path, exc) from None
+            if first == instance_reader.FIRST_LINE:
+                try:
+                    return cls._streamed(instance_reader.pread_from(stream.fileno()), str(path))
+                except instance_reader.NotLaidOut:
+                    pass
+                except OSError as exc:
+                    raise _os_error(path, exc) from None
             data = _read_whole(stream, path)
-        return cls.parse(data, str(path))
+        return cls._parsed(data, str(path))
 
     @classmethod
     def parse(cls, data: bytes, where: str = "<instance>") -> "InstanceFile":
         """Parse and check the bytes of a file (see :meth:`read`)."""
+        if data.startswith(instance_reader.FIRST_LINE):
+            try:
+                return cls._streamed(instance_reader.slice_from(data), where)
+            except instance_reader.NotLaidOut:
+                pass
+        return cls._parsed(data, where)
+
+    @classmethod
+    def _streamed(cls, read_at: instance_reader.ReadAt, where: str) -> "InstanceFile":
+        try:
+            return cls._of(instance_reader.stream(read_at))
+        except InstanceFileError as exc:
+            raise InstanceFileError(f"{where}: {exc.message}") from None
+        except RecursionError:  # nesting json.loads took but the checksum's json.dumps can't
+            raise InstanceFileError(f"{where}: not valid JSON (a number or nesting too large)") from None
+
+    @classmethod
+    def _of(cls, contents: instance_reader.Contents) -> "InstanceFile":
+        return cls(contents.meta, contents.definition, dict(contents.tensors),
+                   None if contents.state is None else dict(contents.state), contents.values,
+                   contents.digests, contents.checksum)
+
+    @classmethod
+    def _parsed(cls, data: bytes, where: str) -> "InstanceFile":
+        """The file parsed whole as JSON, whatever its layout."""
         try:
             doc = finite_json.loads(data)
         except NonFiniteNumber as exc:
@@ -239,7 +256,9 @@ class InstanceFile:
             # digits, or nesting deeper than the recursion limit.
             raise InstanceFileError(f"{where}: not valid JSON (a number or nesting too large)") from None
         try:
-            return cls._from_document(doc)
+            if check_format(doc) == 1:
+                return cls._from_version_1(doc)
+            return cls._of(instance_reader.from_document(doc))
         except InstanceFileError as exc:
             raise InstanceFileError(f"{where}: {exc.message}") from None
         except RecursionError:
@@ -248,22 +267,13 @@ class InstanceFile:
             raise InstanceFileError(f"{where}: not valid JSON (a number or nesting too large)") from None
 
     @classmethod
-    def _from_document(cls, doc: Any) -> "InstanceFile":
-        _check_format(doc)
-        for key in ("meta", "definition", "checksum", "tensors", "state"):
-            if key not in doc:
-                raise InstanceFileError(f"missing section {key!r}")
-        meta = doc["meta"]
-        _check_meta(meta)
-        if not isinstance(doc["definition"], dict):
-            raise InstanceFileError("section 'definition' is not an object")
-        tensors = doc["tensors"]
-        if not isinstance(tensors, dict):
-            raise InstanceFileError("section 'tensors' is not an object")
+    def _from_version_1(cls, doc: dict[str, Any]) -> "InstanceFile":
+        check_sections(doc)
+        meta, tensors = doc["meta"], doc["tensors"]
         for name, entry in tensors.items():
             tensor_codec.check_entry(name, entry)
         state = doc["state"]
-        state_entries = state_values = None
+        state_entries = state_values = state_summary = None
         if state is not None:
             if not (isinstance(state, dict) and isinstance(state.get("tensors"), dict)
                     and isinstance(state.get("values"), dict)):
@@ -271,10 +281,18 @@ class InstanceFile:
             for name, entry in state["tensors"].items():
                 tensor_codec.check_entry(f"state.{name}", entry)
             state_entries, state_values = state["tensors"], state["values"]
-        instance = cls(meta, doc["definition"], tensors, state_entries, state_values)
-        if instance.checksum() != doc["checksum"]:
+            state_summary = {"values": state_values,
+                             "tensors": {k: e["sha256"] for k, e in state_entries.items()}}
+        checksum = summary_checksum(meta, doc["definition"],
+                                    {k: e["sha256"] for k, e in tensors.items()}, state_summary)
+        if checksum != doc["checksum"]:
             raise InstanceFileError("checksum mismatch: the file is damaged or was edited")
-        return instance
+        digests = {k: e["sha256"] for k, e in tensors.items()}
+        digests.update({f"state.{k}": e["sha256"] for k, e in (state_entries or {}).items()})
+        return cls(meta, doc["definition"], {k: Encoded(k, e) for k, e in tensors.items()},
+                   None if state_entries is None
+                   else {k: Encoded(f"state.{k}", e) for k, e in state_entries.items()},
+                   state_values, digests, checksum)
 
 
 @dataclass(frozen=True)
@@ -323,18 +341,29 @@ def read_header(path: Path, limit: int = 1 << 20) -> Header:
             data = _read_whole(stream, path)
             return Header(path, InstanceFile.parse(data, str(path)).meta)
     try:
-        _check_format(head)
-        _check_meta(meta)
+        check_format(head)
+        check_meta(meta)
     except InstanceFileError as exc:
         raise InstanceFileError(f"{path}: {exc.message}") from None
     return Header(path, meta)
 
 
-def _entries_chunks(entries: dict[str, dict[str, Any]], prefix: str) -> Iterator[bytes]:
+def _entries_chunks(entries: dict[str, StoredTensor], prefix: str,
+                    digests: dict[str, str]) -> Iterator[bytes]:
+    """A ``"tensors":{...}`` section, one entry per line, each tensor's
+    checksum put in ``digests`` once its data has gone by."""
     yield b'"tensors":{'
-    for i, (name, entry) in enumerate(entries.items()):
-        yield f'{"," if i else ""}\n{json.dumps(name, ensure_ascii=True)}:'.encode()
-        yield _dumps(entry, f"tensor {prefix + name!r}").encode()
+    for i, (name, stored) in enumerate(entries.items()):
+        layout = stored.layout()
+        raw = stored.raw() if layout.encoding != "zeros" else None
+        header = tensor_stream.header_text(layout)
+        digest = tensor_stream.new_digest()
+        digest.update(header.encode())
+        separator = ",\n" if i else "\n"
+        yield f"{separator}{json.dumps(name, ensure_ascii=True)}:{header}".encode()
+        yield from tensor_stream.encode(layout, raw, digest)
+        digests[prefix + name] = digest.hexdigest()
+        yield f'","xxh3":"{digests[prefix + name]}"}}'.encode()
     yield b"\n}"
 
 
@@ -402,38 +431,3 @@ def _os_error(path: Path, exc: OSError) -> InstanceFileError:
         return InstanceFileError(f"{path}: permission denied")
     reason = exc.strerror or type(exc).__name__
     return InstanceFileError(f"{path}: cannot read it ({reason})")
-
-
-def _check_format(doc: Any) -> None:
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise InstanceFileError("not a hera instance file")
-    version = doc.get("version")
-    if type(version) is not int:
-        raise InstanceFileError("instance file has no format version")
-    if version != VERSION:
-        newer = "a newer" if version > VERSION else "an older"
-        raise InstanceFileError(
-            f"instance file format version {version} is {newer} version than this hera reads ({VERSION})"
-        )
-
-
-def _check_meta(meta: Any) -> None:
-    if not isinstance(meta, dict):
-        raise InstanceFileError("section 'meta' is not an object")
-    for key, kind in META_FIELDS.items():
-        value = meta.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise InstanceFileError(f"meta field {key!r} is missing or malformed")
-    if not identity.is_canonical_id(meta["id"]):
-        raise InstanceFileError(f"meta field 'id' is not a UUID: {meta['id']!r}")
-    if not identity.is_valid_callsign(meta["callsign"]):
-        raise InstanceFileError(f"meta field 'callsign' is malformed: {meta['callsign']!r}")
-    if not 0 <= meta["seed"] < SEED_LIMIT:
-        raise InstanceFileError("meta field 'seed' is out of range (0 <= seed < 2**63)")
-    for key in ("steps", "incarnation"):
-        if meta[key] < 0:
-            raise InstanceFileError(f"meta field {key!r} is negative")
-    family = meta["family"]
-    if not (isinstance(family.get("name"), str) and isinstance(family.get("version"), str)
-            and type(family.get("data_format")) is int):
-        raise InstanceFileError("meta field 'family' is malformed")

@@ -4,6 +4,7 @@ another user) and their pid-files."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
@@ -24,6 +25,9 @@ UP_OPS = ("starting", "up")
 
 #: Names of agent files kept in an older data format of their family (see
 #: :meth:`AgentStore.keep_older_format`); they are not installed agents.
+# Bytes copied at a time when a file is kept as it was.
+_COPY_PIECE = 4 << 20
+
 _OLDER_FORMAT_NAME = re.compile(r"\.format[0-9]+\.json$")
 
 
@@ -314,10 +318,11 @@ class AgentStore:
                 return kept
             atomic.remove_leftovers(kept)
             try:
-                original = self.path(agent_id).read_bytes()
+                original = open(self.path(agent_id), "rb")
             except OSError as exc:
                 raise HeraError(f"cannot read {self.path(agent_id)}: {exc.strerror}") from None
-        self._write(kept, [original])
+        with original:  # copied a piece at a time: a big agent's file needn't fit in memory
+            self._write(kept, iter(functools.partial(original.read, _COPY_PIECE), b""))
         return kept
 
     def _write(self, path: Path, chunks: Iterable[bytes]) -> None:

@@ -1,4 +1,5 @@
-"""Tensors inside instance files: base64 of little-endian bytes, maybe zlib.
+"""Tensors inside version-1 instance files: base64 of little-endian bytes,
+maybe zlib. (hera writes version 2: :mod:`hera.tensor_stream`.)
 
 An encoded tensor is a JSON object::
 
@@ -23,23 +24,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hera.errors import InstanceFileError
+from hera.tensor_stream import ITEMSIZE, check_fields, check_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-#: Bytes per element of every dtype a file may hold.
-ITEMSIZE = {
-    "bool": 1,
-    "uint8": 1,
-    "int8": 1,
-    "int16": 2,
-    "int32": 4,
-    "int64": 8,
-    "float16": 2,
-    "bfloat16": 2,
-    "float32": 4,
-    "float64": 8,
-}
 
 ENCODINGS = ("base64", "zlib+base64")
 
@@ -105,18 +93,8 @@ def encode_tensor(tensor: "torch.Tensor", compress: bool = True) -> dict[str, An
 def check_entry(name: str, entry: Any) -> None:
     """Raise :class:`InstanceFileError` unless ``entry`` is a well-formed,
     untampered tensor entry. Needs no torch."""
-    if not isinstance(entry, dict):
-        raise InstanceFileError(f"tensor {name!r} is not an object")
-    missing = {"dtype", "shape", "encoding", "sha256", "data"} - entry.keys()
-    if missing:
-        raise InstanceFileError(f"tensor {name!r} lacks {', '.join(sorted(missing))}")
+    check_fields(name, entry, ("dtype", "shape", "encoding", "sha256", "data"), ENCODINGS)
     dtype, shape, encoding, data = (entry[k] for k in ("dtype", "shape", "encoding", "data"))
-    if not isinstance(dtype, str) or dtype not in ITEMSIZE:
-        raise InstanceFileError(f"tensor {name!r} has unknown dtype {dtype!r}")
-    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-        raise InstanceFileError(f"tensor {name!r} has a malformed shape")
-    if encoding not in ENCODINGS:
-        raise InstanceFileError(f"tensor {name!r} has unknown encoding {encoding!r}")
     # Base64 is ASCII; a JSON escape such as \u00e9 in the data must not
     # reach entry_checksum, which encodes the text as ASCII.
     if not (isinstance(data, str) and data.isascii()):
@@ -246,7 +224,7 @@ def decode_tensor(name: str, entry: dict[str, Any]) -> "torch.Tensor":
         raw = _byteswap(decode_bytes(name, entry), itemsize)
         tensor = torch.frombuffer(bytearray(raw), dtype=dtype).reshape(entry["shape"])
     else:
-        _check_memory(name, needed)
+        check_memory(name, needed)
         # Straight into the tensor's own memory: no second copy of the data.
         buffer = torch.empty(needed, dtype=torch.uint8)
         target = memoryview(buffer.numpy())
@@ -277,18 +255,6 @@ def is_finite(tensor: "torch.Tensor") -> bool:
         if not (bool(torch.isfinite(piece.sum())) or bool(torch.isfinite(piece).all())):
             return False
     return True
-
-
-def _check_memory(name: str, needed: int) -> None:
-    """Refuse, in one line, a tensor bigger than the memory available."""
-    if needed <= 1 << 26:  # 64 MiB: not worth asking
-        return
-    import psutil
-
-    available = psutil.virtual_memory().available
-    if needed > available:
-        raise InstanceFileError(
-            f"tensor {name!r} needs {needed} bytes of memory, but only {available} are available")
 
 
 def _byteswap(raw: bytes, itemsize: int) -> bytes:  # pragma: no cover - big-endian hosts

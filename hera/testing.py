@@ -423,7 +423,7 @@ def conformance(plugin: Any, family: str, layout: str = "example", *,
                     "family": {"name": family, "version": "0", "data_format": 1},
                     "layout": layout, "created": "2026-01-01T00:00:00+00:00", "seed": seed,
                     "steps": steps, "incarnation": 1, "hera_version": "0"}
-            file = InstanceFile(meta=meta, definition=dict(saved.definition), tensor_entries={})
+            file = InstanceFile(meta=meta, definition=dict(saved.definition))
             file.set_tensors(saved.tensors, saved.state)
             with tempfile.TemporaryDirectory() as where:
                 path = Path(where) / "agent.json"

@@ -93,7 +93,7 @@ def test_grow_serialize_load_round_trips_and_runs(tmp_path_factory, old, more):
               "family": {"name": "abraxas", "version": "0", "data_format": DATA_FORMAT},
               "layout": "example", "created": "", "seed": 1, "steps": 15, "incarnation": 1,
               "hera_version": ""},
-        definition=grown.definition, tensor_entries={})
+        definition=grown.definition)
     instance.set_tensors(grown.tensors, grown.state)
     path = tmp_path_factory.mktemp("grow") / "agent.json"
     instance.write(path)

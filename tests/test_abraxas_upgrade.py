@@ -128,9 +128,8 @@ def test_up_upgrades_an_installed_older_agent_and_keeps_the_original(world, tmp_
     upgraded, expected = InstanceFile.read(stored), InstanceFile.read(control.agents_dir /
                                                                       stored.name)
     assert upgraded.meta["family"]["data_format"] == DATA_FORMAT and upgraded.steps == 120
-    assert upgraded.state_entries.keys() == expected.state_entries.keys()
-    assert upgraded.tensor_entries == expected.tensor_entries
-    assert upgraded.state_entries == expected.state_entries
+    assert upgraded.stored_state.keys() == expected.stored_state.keys()
+    assert upgraded.digests == expected.digests
     assert (world.agents_dir / f"{agent_id}.format{data_format}.json").read_bytes() == original
     assert [row["id"] for row in world.agents()] == [agent_id]
 

@@ -35,10 +35,11 @@ def prepared(tmp_path_factory):
     assert tampered != path.read_text()
     (w / "tampered.json").write_text(tampered)
     data = path.read_text()
-    start = data.index('"data":"') + len('"data":"')
-    flipped = data[start] if data[start] != "A" else "B"
-    (w / "bad-tensor.json").write_text(data[:start] + ("A" if flipped != "A" else "B") + data[start + 1:])
-    (w / "newer.json").write_text(data.replace('"version":1,', '"version":99,', 1))
+    # A built agent's tensors are all zero (no data): change a checksum digit.
+    start = data.index('"xxh3":"') + len('"xxh3":"')
+    (w / "bad-tensor.json").write_text(
+        data[:start] + ("0" if data[start] != "0" else "1") + data[start + 1:])
+    (w / "newer.json").write_text(data.replace('"version":2,', '"version":99,', 1))
     _rewrite(path, w / "ghost.json", family={"name": "ghost", "version": "1", "data_format": 1})
     _rewrite(path, w / "oldformat.json", family={"name": "abraxas", "version": "0", "data_format": 0})
     _rewrite(path, w / "badid.json", id="../../evil")

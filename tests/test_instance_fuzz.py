@@ -4,15 +4,16 @@ Whatever the bytes, :meth:`InstanceFile.parse`, :meth:`InstanceFile.read`
 and :func:`read_header` either accept them or raise
 :class:`InstanceFileError` with a one-line message; no other exception
 escapes, and the peak of Python's allocations while reading stays within
-:func:`memory_bound` of the input's size (zlib bombs included). What they
-accept is something hera can write again and use: finite numbers only,
-metadata in range, tensors that decode (or are refused in one line, for
-NaN).
+:func:`memory_bound` of the input's size and the tensors accepted (zlib
+bombs and huge declared shapes included). What they accept is something
+hera can write again and use: finite numbers only, metadata in range,
+tensors that decode (or are refused in one line, for NaN).
 
-Inputs are mutations of a valid file written by hera's own writer, and
-documents generated from it: wrong types, bad and huge shapes, zlib bombs,
-NaN and Infinity, deep nesting, with the checksums recomputed or not, so
-that the checks behind the checksums are reached too.
+Inputs are mutations of valid files, one written by hera's own writer
+(version 2) and one of version 1, and documents generated from them: wrong
+types, bad and huge shapes, lying lengths, zlib bombs, NaN and Infinity,
+deep nesting, with the checksums recomputed or not, so that the checks
+behind the checksums are reached too.
 """
 
 from __future__ import annotations
@@ -33,17 +34,19 @@ import torch
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from hera import tensor_codec
+from hera import tensor_codec, tensor_stream
 from hera.errors import InstanceFileError
 from hera.hooks.types import DynamicState
 from hera.instance import InstanceFile, read_header
+from tests import version1
 
 MiB = 1 << 20
 
 
-def memory_bound(size: int) -> int:
-    """The most Python may allocate, at its peak, to read ``size`` bytes."""
-    return 4 * size + 4 * MiB
+def memory_bound(size: int, tensors: int = 0) -> int:
+    """The most Python may allocate, at its peak, to read ``size`` bytes
+    holding ``tensors`` bytes of tensors."""
+    return 4 * size + tensors + 8 * MiB
 
 
 def valid_instance() -> InstanceFile:
@@ -57,24 +60,28 @@ def valid_instance() -> InstanceFile:
     }
     definition = {"width": 3, "height": 2, "rate": 0.25, "rule": "stdp",
                   "layers": [{"cells": 4, "leak": 0.9}, {"cells": 2, "leak": 0.5}]}
-    instance = InstanceFile(meta, definition, {})
+    instance = InstanceFile(meta, definition)
+    sparse = torch.zeros(40, dtype=torch.float32)
+    sparse[[3, 17]] = torch.tensor([0.25, -2.0])
     tensors = {
         "weights": torch.arange(12, dtype=torch.float32).reshape(3, 4) / 7,
         "mask": torch.tensor([True, False, True, True]),
-        "counts": torch.zeros(64, dtype=torch.int64),  # compresses: zlib+base64
+        "counts": torch.zeros(64, dtype=torch.int64),  # all zero: no data
+        "sparse": sparse,  # two records
         "bias": torch.tensor(-0.5, dtype=torch.bfloat16),
     }
     state = DynamicState({"potential": torch.linspace(-1, 1, 6, dtype=torch.float16),
                           "rng": torch.arange(16, dtype=torch.uint8)}, {"t": 1200, "phase": 0.5})
     instance.set_tensors(tensors, state)
-    # set_tensors encodes through tensor_codec.encode_tensor; check that it did.
-    assert instance.tensor_entries["weights"] == tensor_codec.encode_tensor(tensors["weights"])
     return instance
 
 
 VALID = b"".join(valid_instance().chunks())
 VALID_DOC = json.loads(VALID)
-assert InstanceFile.parse(VALID).checksum() == valid_instance().checksum()
+assert {e["encoding"] for e in VALID_DOC["tensors"].values()} == {"base64", "zeros", "sparse"}
+VALID_V1 = version1.file_bytes(valid_instance())
+VALID_V1_DOC = json.loads(VALID_V1)
+assert InstanceFile.parse(VALID_V1).tensors().keys() == InstanceFile.parse(VALID).tensors().keys()
 
 
 # -- reading, and what must hold of every outcome ----------------------------------
@@ -82,20 +89,21 @@ assert InstanceFile.parse(VALID).checksum() == valid_instance().checksum()
 
 def check_outcome(read: Callable[[], Any], size: int, where: str) -> str:
     """Run ``read`` and check what it did: returns "accepted" or "refused"."""
-    outcome, result = "accepted", None
+    outcome, result, held = "accepted", None, 0
     tracemalloc.start()
     try:
         try:
             result = read()
             if isinstance(result, InstanceFile):
-                # Decoding is part of reading: each tensor decodes, or is
-                # refused in one line (NaN, infinities).
-                for entries in (result.tensor_entries, result.state_entries or {}):
-                    for name, entry in entries.items():
-                        try:
-                            tensor_codec.decode_tensor(name, entry)
-                        except InstanceFileError as exc:
-                            assert "\n" not in exc.message, exc.message
+                # Decoding is part of reading: each tensor decodes (in a
+                # version-1 file, when asked for), or is refused in one
+                # line (NaN, infinities).
+                for stored in [*result.stored.values(), *(result.stored_state or {}).values()]:
+                    held += tensor_stream.nbytes_of(stored.dtype, stored.shape)
+                    try:
+                        stored.tensor()
+                    except InstanceFileError as exc:
+                        assert "\n" not in exc.message, exc.message
         except InstanceFileError as exc:
             assert "\n" not in exc.message, exc.message
             assert exc.message.startswith(f"{where}: "), exc.message
@@ -106,7 +114,7 @@ def check_outcome(read: Callable[[], Any], size: int, where: str) -> str:
     finally:
         tracemalloc.stop()
     # Refusals too: a bomb must not cost its inflated size before it is refused.
-    assert peak <= memory_bound(size), f"peak {peak} bytes reading {size} bytes"
+    assert peak <= memory_bound(size, held), f"peak {peak} bytes reading {size} bytes"
     if outcome == "accepted":
         check_accepted(result)
     return outcome
@@ -140,14 +148,16 @@ def path(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "agent.json"
 
 
-def test_the_valid_file_reads(path):
+def test_the_valid_files_read(path):
     assert read_everywhere(VALID, path) == ["accepted"] * 3
+    assert read_everywhere(VALID_V1, path) == ["accepted"] * 3
 
 
 # -- mutations of a valid file -------------------------------------------------------
 
 TOKENS = [
-    b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e400", b"-1", b"9223372036854775808",
+    b'"encoding":"zeros"', b'"encoding":"sparse"', b'"version":1', b'"length":0',
+    b'"count":1', b'"count":99999999', b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e400", b"-1", b"9223372036854775808",
     b"1" * 5000, b"0.5", b"-0", b"null", b"true", b"[]", b"{}", b'""', b'"', b"\\", b"\\u00e9",
     b"\\ud800", b"\xff", b"\xc3\xa9", b"\x00", b"\n", b",", b":", b"}", b"]", b"=", b"==",
     b"[" * 3000, b"{\"a\":" * 400, b'"shape":[1099511627776]', b'"encoding":"zlib+base64"',
@@ -156,13 +166,13 @@ TOKENS = [
 
 # Places in a valid file worth hitting: keys, numbers, section starts.
 ANCHORS = [b'"seed":', b'"steps":', b'"incarnation":', b'"shape":[', b'"encoding":"',
-           b'"data":"', b'"sha256":"', b'"state":', b'"meta":', b'"tensors":', b'"values":',
+           b'"data":"', b'"sha256":"', b'"xxh3":"', b'"length":', b'"count":', b'"state":', b'"meta":', b'"tensors":', b'"values":',
            b'"checksum":"', b'"definition":', b'"rate":', b'"version":', b"\n"]
 
 
 @st.composite
 def mutations(draw) -> bytes:
-    raw = bytearray(VALID)
+    raw = bytearray(draw(st.sampled_from([VALID, VALID, VALID_V1]), label="version"))
     for _ in range(draw(st.integers(1, 4), label="edits")):
         kind = draw(st.sampled_from(["flip", "set", "delete", "insert", "insert at anchor",
                                      "replace after anchor", "duplicate", "truncate"]))
@@ -244,9 +254,9 @@ shapes = st.one_of(
 
 
 @st.composite
-def entries(draw) -> dict[str, Any]:
-    """A tensor entry: often self-consistent but for its shape, sometimes a
-    bomb, sometimes broken text; its sha256 usually right."""
+def entries_v1(draw) -> dict[str, Any]:
+    """A version-1 tensor entry: often self-consistent but for its shape,
+    sometimes a bomb, sometimes broken text; its sha256 usually right."""
     dtype = draw(st.sampled_from(sorted(tensor_codec.ITEMSIZE) + ["complex64", 3]))
     shape = draw(shapes)
     encoding = draw(st.sampled_from(["base64", "zlib+base64", "zlib+base64", "gzip"]))
@@ -284,6 +294,58 @@ def entries(draw) -> dict[str, Any]:
     return entry
 
 
+@st.composite
+def entries_v2(draw) -> dict[str, Any]:
+    """A version-2 tensor entry: often self-consistent but for its shape,
+    sometimes with a lying length or count, sometimes broken text, now and
+    then zlib (which version 2 doesn't have); its checksum usually right."""
+    dtype = draw(st.sampled_from(sorted(tensor_stream.ITEMSIZE) + ["complex64", 3]))
+    shape = draw(shapes)
+    encoding = draw(st.sampled_from(["base64", "base64", "zeros", "sparse", "zlib+base64"]))
+    kind = draw(st.sampled_from(["fits", "random", "lies", "broken"]))
+    itemsize = tensor_stream.ITEMSIZE.get(dtype, 1) if isinstance(dtype, str) else 1
+    sized = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+    numel = math.prod(shape) if sized else 1
+    count = draw(st.integers(1, 4) | st.sampled_from([0, 2**40, numel, numel + 1]))
+    if encoding == "zeros":
+        payload = b""
+    elif encoding == "sparse" and kind == "fits" and sized and 0 < count <= min(numel, 64) \
+            and numel <= 1 << 40:
+        indices = sorted(draw(st.sets(st.integers(0, numel - 1), min_size=count, max_size=count)))
+        width = tensor_stream.index_size(numel)
+        payload = b"".join(i.to_bytes(width, "little") + draw(st.binary(min_size=itemsize,
+                                                                           max_size=itemsize))
+                           for i in indices)
+    elif kind == "fits" and sized and numel * itemsize <= 4096:
+        payload = draw(st.binary(min_size=numel * itemsize, max_size=numel * itemsize))
+    else:
+        payload = draw(st.binary(max_size=64))
+    data = base64.b64encode(payload).decode()
+    if kind == "broken":
+        data = draw(st.sampled_from([data[:-1], "!!" + data, data + "=", "\u00e9", "",
+                                     base64.b64encode(b"\x01\x02").decode() + data]))
+    entry: dict[str, Any] = {"dtype": dtype, "shape": shape, "encoding": encoding}
+    if encoding == "sparse":
+        entry["count"] = count
+    entry["length"] = len(data)
+    if kind == "lies":
+        entry["length"] = draw(st.sampled_from([len(data) + 4, 2**40, -4, 0, "8"]))
+    entry.update(data=data, xxh3="0")
+    if draw(st.integers(0, 9)):
+        try:
+            layout = tensor_stream.Layout(dtype, shape, encoding, entry.get("count"))
+            header = tensor_stream.header_text(layout).replace(
+                f'"length":{layout.length}', f'"length":{entry["length"]}')
+            digest = tensor_stream.new_digest()
+            digest.update((header + data).encode())
+            entry["xxh3"] = digest.hexdigest()
+        except (TypeError, ValueError, UnicodeError, KeyError):
+            pass
+    if not draw(st.integers(0, 7)):
+        del entry[draw(st.sampled_from(sorted(entry)))]
+    return entry
+
+
 SECTIONS = ["meta", "definition", "tensors", "state", "checksum", "format", "version"]
 META_KEYS = ["id", "callsign", "family", "layout", "created", "hera_version", "alive", "note"]
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf, "1e999"])
@@ -308,7 +370,9 @@ def _splice_non_finite(doc: dict, draw) -> None:
 
 @st.composite
 def documents(draw) -> bytes:
-    doc = copy.deepcopy(VALID_DOC)
+    version = draw(st.sampled_from([2, 2, 1]), label="version")
+    doc = copy.deepcopy(VALID_DOC if version == 2 else VALID_V1_DOC)
+    entries = entries_v2 if version == 2 else entries_v1
     for _ in range(draw(st.integers(1, 3), label="edits")):
         kind = draw(st.sampled_from(["tensor", "tensor", "tensor", "state tensor", "counter",
                                      "meta", "definition", "non-finite", "section", "drop"]))
@@ -334,7 +398,7 @@ def documents(draw) -> bytes:
             del doc[draw(st.sampled_from(sorted(doc)))]
     if draw(st.integers(0, 4)):  # mostly: reach the checks behind the checksum
         try:
-            doc["checksum"] = document_checksum(doc)
+            doc["checksum"] = document_checksum(doc, "xxh3" if version == 2 else "sha256")
         except (KeyError, TypeError, AttributeError, ValueError, RecursionError):
             pass
     text = json.dumps(doc, indent=draw(st.sampled_from([None, None, 1])))
@@ -343,16 +407,17 @@ def documents(draw) -> bytes:
     return text.replace('"1e999"', "1e999").encode()
 
 
-def document_checksum(doc: dict) -> str:
-    """The document checksum as docs/instance-file.md computes it (like
-    Python's json, it lets NaN through: the reader must not)."""
+def document_checksum(doc: dict, key: str) -> str:
+    """The document checksum as docs/instance-file.md computes it, over
+    each tensor's ``key`` (like Python's json, it lets NaN through: the
+    reader must not)."""
     state = doc["state"]
     summary = {
         "meta": doc["meta"], "definition": doc["definition"],
-        "tensors": {k: e["sha256"] for k, e in doc["tensors"].items()},
+        "tensors": {k: e[key] for k, e in doc["tensors"].items()},
         "state": None if state is None else {
             "values": state["values"],
-            "tensors": {k: e["sha256"] for k, e in state["tensors"].items()}},
+            "tensors": {k: e[key] for k, e in state["tensors"].items()}},
     }
     text = json.dumps(summary, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -378,16 +443,50 @@ def _bombs_for_the_strategies(bombs):
 @pytest.mark.parametrize("size", [16 * MiB, 64 * MiB])
 @pytest.mark.parametrize("declared", ["small", "exact"])
 def test_a_bomb_costs_no_more_than_its_size(path, bombs, size, declared):
-    """A file of ~N/1000 bytes whose tensor inflates to N: refused with a
-    small shape as soon as the output passes it, accepted with the exact
-    shape; either way its Python allocations stay bounded by its size."""
+    """A version-1 file of ~N/1000 bytes whose tensor inflates to N: refused
+    with a small shape as soon as the output passes it, accepted with the
+    exact shape; either way its Python allocations stay bounded by its size."""
     shape = [4] if declared == "small" else [size // 4]
     entry = {"dtype": "float32", "shape": shape, "encoding": "zlib+base64", "data": bombs[size]}
     entry["sha256"] = tensor_codec.entry_checksum("float32", shape, "zlib+base64", entry["data"])
-    instance = valid_instance()
-    instance.tensor_entries["weights"] = entry
-    raw = b"".join(instance.chunks())
+    doc = copy.deepcopy(VALID_V1_DOC)
+    doc["tensors"]["weights"] = entry
+    doc["checksum"] = document_checksum(doc, "sha256")
+    raw = version1.lay_out(doc)
     assert len(raw) < size // 500
     outcomes = read_everywhere(raw, path)
     assert outcomes == (["refused", "refused", "accepted"] if declared == "small"
                         else ["accepted"] * 3)
+
+
+def _with_zeros(shape: list[int], good_checksum: bool) -> bytes:
+    """The valid version-2 file with its all-zero tensor's shape changed."""
+    entry = {"dtype": "int64", "shape": shape, "encoding": "zeros", "length": 0, "data": ""}
+    digest = tensor_stream.new_digest()
+    digest.update(tensor_stream.header_text(tensor_stream.Layout("int64", shape, "zeros")).encode())
+    entry["xxh3"] = digest.hexdigest() if good_checksum else "0" * 32
+    doc = copy.deepcopy(VALID_DOC)
+    doc["tensors"]["counts"] = entry
+    doc["checksum"] = document_checksum(doc, "xxh3")
+    start = VALID.index(b'\n"counts":') + 1
+    end = VALID.index(b"\n", start)
+    line = b'"counts":' + json.dumps(entry, separators=(",", ":")).encode() \
+        + VALID[end - 1:end].replace(b"}", b"")  # the comma after it
+    checksum_at = VALID.rindex(b'"checksum":"') + len(b'"checksum":"')
+    raw = VALID[:start] + line + VALID[end:checksum_at] + doc["checksum"].encode() \
+        + VALID[checksum_at + 64:]
+    return raw
+
+
+@pytest.mark.parametrize("good_checksum", [True, False], ids=["accepted", "refused"])
+def test_a_huge_all_zero_tensor_costs_its_size_only_once_its_checksum_is_right(path,
+                                                                              good_checksum):
+    """300 bytes of file declaring 64 MiB of zeros: the reader checks the
+    entry's checksum before it takes the memory, so a damaged one costs
+    nothing; an intact one is a tensor of that size, as declared."""
+    raw = _with_zeros([8 * MiB], good_checksum)
+    outcomes = read_everywhere(raw, path)
+    assert outcomes == (["accepted"] * 3 if good_checksum else ["refused", "refused", "accepted"])
+    if good_checksum:
+        assert not InstanceFile.parse(raw).tensors()["counts"].any()
+
