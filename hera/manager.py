@@ -217,6 +217,7 @@ def build(plugins: Plugins, family: str | None, layout: str, overrides: dict[str
                         ) from None
     if built is None:  # pragma: no cover - plugins.family() found it
         raise HeraError(f"family {family!r} did not build layout {layout!r}")
+    _check_build_memory(family, layout, built.tensors)
     path = Path(output) if output else Path.cwd() / f"{agent_id}.json"
     if os.path.lexists(path) and not force:  # lexists: False, not an error, for a bad name
         raise HeraError(f"{path} exists; give another file name or --force")
@@ -231,10 +232,25 @@ def build(plugins: Plugins, family: str | None, layout: str, overrides: dict[str
         "incarnation": 0,
         "hera_version": hera.__version__,
     }
-    instance = InstanceFile(meta=meta, definition=dict(built.definition), tensor_entries={})
+    instance = InstanceFile(meta=meta, definition=dict(built.definition))
     instance.set_tensors(built.tensors, None)
     _write_or_explain(instance, path, exclusive=not force)
     return path, instance
+
+
+def _check_build_memory(family: str, layout: str, tensors: dict[str, Any]) -> None:
+    """Refuse an agent whose learned tensors this machine's memory can't
+    hold: every reader of its file must (a family may hand its zeros over
+    without their memory, so that building itself takes none)."""
+    import psutil
+
+    need = sum(t.numel() * t.element_size() for t in tensors.values())
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise HeraError(
+            f"not enough memory to build {family}/{layout} with these parameters: its learned "
+            f"tensors take {human_bytes(need)}, and this machine has {human_bytes(available)} "
+            "available; choose a smaller layout or parameters")
 
 
 def _asked_bytes(exc: BaseException) -> str:

@@ -61,9 +61,16 @@ def zero_parameters(d: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def built_parameters(d: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The learned parameters of a freshly built instance: every input
-    weight at ``initial_weight`` (0 in most layouts), the rest zero."""
-    tensors = zero_parameters(d)
-    tensors["input_weights"].fill_(float(d["initial_weight"]))
+    weight at ``initial_weight`` (0 in most layouts), the rest zero.
+
+    Zeros are one element expanded to the shape: hera writes them as zeros
+    without the memory (``large`` has 8.7 GB of weights)."""
+    shapes = {"input_weights": (d["inputs"], layouts.first_layer_size(d)),
+              "weights": (layouts.neuron_count(d), layouts.slots_per_row(d)),
+              "thresholds": (layouts.neuron_count(d),)}
+    tensors = {name: torch.zeros(()).expand(shape) for name, shape in shapes.items()}
+    if d["initial_weight"]:
+        tensors["input_weights"] = torch.full(shapes["input_weights"], float(d["initial_weight"]))
     return tensors
 
 

@@ -40,6 +40,27 @@ def run(args: argparse.Namespace) -> int:
 
         print_json({"id": instance.id, "callsign": instance.callsign, "family": instance.family,
                     "layout": instance.layout, "path": str(Path(path).absolute())})
+        _say_where_it_runs(plugins, instance, Path(path))
         return 0
     print(f"built {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} -> {path}")
+    _say_where_it_runs(plugins, instance, path)
     return 0
+
+
+def _say_where_it_runs(plugins, instance, path) -> None:
+    """A note on stderr when the agent won't fit the device ``up`` would
+    take here (it may be built for another machine)."""
+    import sys
+
+    from hera import devices
+    from hera.output import human_bytes
+    from hera.runner import resource_report
+
+    device = devices.choose_device(None)
+    report = resource_report(plugins, instance, device)
+    capacity = devices.device_memory(device)
+    if report is not None and report.total > capacity:
+        sys.stdout.flush()
+        print(f"note: it needs {human_bytes(report.total)} on {device}, which has "
+              f"{human_bytes(capacity)}: up it on a device that holds it (see hera up "
+              f"{path.name} --simulate)", file=sys.stderr)
