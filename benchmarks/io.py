@@ -13,6 +13,9 @@ ratios are ratios of times (the file itself is about 4/3 of the tensors:
 base64). Each figure is the median of ``--repeat`` runs. The last line's
 ``cp`` is the plain copy.
 
+``fresh mem`` is how fast a fresh process writes that many bytes of new
+memory: the floor under a load, which must fault its tensors' memory in.
+
 ``peak/tensors`` is the resident memory at the peak of a save or a load,
 above what the process held before it (for a save: before the agent's
 tensors were taken), over the tensors' bytes: 1.00 means no memory beyond
@@ -127,6 +130,18 @@ def child_load(path: Path) -> dict:
     return {"load_s": seconds, "load_extra": rss.peak - before}
 
 
+def child_fill(nbytes: int) -> dict:
+    """Write ``nbytes`` of fresh memory in a fresh process: the floor under
+    any load, which must fault in the tensors' memory (on some virtual
+    machines that alone runs at a few hundred MB/s)."""
+    import numpy as np
+
+    began = time.perf_counter()
+    memory = np.zeros(nbytes, dtype=np.uint8)
+    memory[:] = 1
+    return {"fill_s": time.perf_counter() - began}
+
+
 def run_child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
                          capture_output=True, text=True)
@@ -158,7 +173,8 @@ def measure(layout: str, where: Path, repeat: int) -> dict | None:
         cp_sync_s = time.perf_counter() - began
         copy.unlink()
         loaded = run_child("load", str(path))
-        rows.append({**saved, **loaded, "cp_s": cp_s, "cp_sync_s": cp_sync_s})
+        filled = run_child("fill", str(saved["tensors"]))
+        rows.append({**saved, **loaded, **filled, "cp_s": cp_s, "cp_sync_s": cp_sync_s})
         for leftover in where.glob(f"{layout}*"):
             leftover.unlink()
     tensors = rows[0]["tensors"]
@@ -171,7 +187,7 @@ def measure(layout: str, where: Path, repeat: int) -> dict | None:
     return {
         "layout": layout, "tensors_mb": mb, "file_mb": rows[0]["file"] / 1e6,
         "save": mb / median("save_s"), "load": mb / median("load_s"), "cp": mb / median("cp_s"),
-        "cp_sync": mb / median("cp_sync_s"),
+        "cp_sync": mb / median("cp_sync_s"), "fill": mb / median("fill_s"),
         "save_vs_cp": median("save_s") / median("cp_s"),
         "save_vs_cp_sync": median("save_s") / median("cp_sync_s"),
         "load_vs_cp": median("load_s") / median("cp_s"),
@@ -191,8 +207,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        result = child_save(rest[0], Path(rest[1]), int(rest[2])) if kind == "save" \
-            else child_load(Path(rest[0]))
+        if kind == "save":
+            result = child_save(rest[0], Path(rest[1]), int(rest[2]))
+        elif kind == "load":
+            result = child_load(Path(rest[0]))
+        else:
+            result = child_fill(int(rest[0]))
         print(json.dumps(result))
         return
     where = Path(tempfile.mkdtemp(prefix="hera-io-", dir=args.dir))
@@ -200,8 +220,8 @@ def main() -> None:
     results = []
     try:
         print(f"{'layout':<9} {'tensors':>10} {'file':>10} {'save':>10} {'load':>10} {'cp':>10} "
-              f"{'cp+sync':>10} {'save/cp':>8} {'save/cp+sync':>13} {'load/cp':>8} "
-              f"{'peak/tensors':>13}")
+              f"{'cp+sync':>10} {'fresh mem':>10} {'save/cp':>8} {'save/cp+sync':>13} "
+              f"{'load/cp':>8} {'peak/tensors':>13}")
         for layout in args.layouts.split(","):
             if not fits(layout):
                 print(f"{layout:<9} skipped: its estimate does not fit the memory available")
@@ -210,7 +230,7 @@ def main() -> None:
             results.append(row)
             print(f"{layout:<9} {row['tensors_mb']:8.1f}MB {row['file_mb']:8.1f}MB "
                   f"{row['save']:6.0f}MB/s {row['load']:6.0f}MB/s {row['cp']:6.0f}MB/s "
-                  f"{row['cp_sync']:6.0f}MB/s {row['save_vs_cp']:8.2f} "
+                  f"{row['cp_sync']:6.0f}MB/s {row['fill']:6.0f}MB/s {row['save_vs_cp']:8.2f} "
                   f"{row['save_vs_cp_sync']:13.2f} {row['load_vs_cp']:8.2f} {row['peak']:13.3f}",
                   flush=True)
     finally:
