@@ -32,8 +32,10 @@ import torch
 
 from hera_family_abraxas import layouts
 
-# Rows of the tables built at once: bounds the temporaries for large sheets.
-_CHUNK = 1 << 14
+# Table entries built at once: a few MiB of temporaries, which stay in the
+# cache and in the allocator's hands (larger ones cost a page fault per page,
+# every chunk: most of a minute for big's 900 million entries).
+_ENTRIES_AT_ONCE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -73,29 +75,60 @@ def neuron_index(d: dict[str, Any], layer, y, x, cell) -> torch.Tensor:
     return ((layer * d["height"] + y) * d["width"] + x) * d["cells"] + cell
 
 
-def _across(d: dict[str, Any], s: Slots, n: torch.Tensor, sign: int
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For neurons ``n`` (a column) and every slot: the neuron at the slot's
-    offset (``sign`` +1: the slot's target; −1: the source whose slot of
-    this offset reaches ``n``), in the slot's cell; whether it exists; and
-    the cells of ``n``."""
+def _chunks(d: dict[str, Any], k_all: int, device: torch.device | str):
+    """Consecutive neuron numbers (int64 ``[rows]``), a few rows at a time."""
+    n_all = layouts.neuron_count(d)
+    rows = max(1, _ENTRIES_AT_ONCE // max(1, k_all))
+    for start in range(0, n_all, rows):
+        yield torch.arange(start, min(n_all, start + rows), device=device)
+
+
+def _offsets(d: dict[str, Any], s: Slots, sign: int) -> torch.Tensor:
+    """int64 ``[K]``: the neuron at slot ``k``'s offset (``sign`` +1: its
+    target; −1: the source whose slot of that offset reaches us), less the
+    first neuron of our column. A neuron's number is its column's first
+    neuron plus its cell, so the whole row is one broadcast add."""
+    h, w, cells = d["height"], d["width"], d["cells"]
+    return sign * ((s.layer_step * h + s.dy) * w + s.dx) * cells + s.cell
+
+
+def _validity(d: dict[str, Any], s: Slots, sign: int):
+    """Which slots of a row exist, as lookups by the row's coordinates:
+    bool ``[depth, K]``, ``[height, K]``, ``[width, K]`` (the slot's offset
+    stays on the sheet from that layer, row, column)."""
+    device = s.dy.device
+    out = []
+    for size, step in ((d["depth"], s.layer_step), (d["height"], s.dy), (d["width"], s.dx)):
+        at = torch.arange(size, device=device)[:, None] + sign * step
+        out.append((at >= 0) & (at < size))
+    return out
+
+
+def _valid_rows(d: dict[str, Any], s: Slots, lookups, n: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """bool ``[rows, K]``: the slots of neurons ``n`` that exist (on the
+    sheet, and not the neuron itself); and the cells of ``n``."""
     layer, y, x, cell = coordinates(d, n)
-    ol, oy, ox = layer + sign * s.layer_step, y + sign * s.dy, x + sign * s.dx
-    valid = ((ol >= 0) & (ol < d["depth"]) & (oy >= 0) & (oy < d["height"]) & (ox >= 0)
-             & (ox < d["width"]))
-    valid &= ~((s.projection == 0) & (s.dy == 0) & (s.dx == 0) & (s.cell == cell))
-    return neuron_index(d, ol, oy, ox, s.cell), valid, cell
+    by_layer, by_y, by_x = lookups
+    valid = by_layer[layer] & by_y[y] & by_x[x]
+    # the one slot of offset (0, 0) in the same layer and cell: itself
+    span = 2 * d["dendrite"] + 1
+    own = (d["dendrite"] * span + d["dendrite"]) * d["cells"] + cell
+    valid[torch.arange(n.numel(), device=n.device), own] = False
+    return valid, cell
 
 
 def targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tensor:
     """int32 ``[neurons, K]``: the target of every outgoing slot, ``-1`` if empty."""
     s = slots(d, device)
-    n_all = layouts.neuron_count(d)
-    out = torch.empty(n_all, s.delay.numel(), dtype=torch.int32, device=device)
-    for start in range(0, n_all, _CHUNK):
-        n = torch.arange(start, min(n_all, start + _CHUNK), device=device)[:, None]
-        target, valid, _ = _across(d, s, n, +1)
-        out[start:start + n.shape[0]] = torch.where(valid, target, -1)
+    k_all = s.delay.numel()
+    out = torch.empty(layouts.neuron_count(d), k_all, dtype=torch.int32, device=device)
+    offsets = _offsets(d, s, +1).to(torch.int32)
+    lookups = _validity(d, s, +1)
+    for n in _chunks(d, k_all, device):
+        valid, cell = _valid_rows(d, s, lookups, n)
+        column = (n - cell).to(torch.int32)[:, None]
+        out[n[0]:n[-1] + 1] = torch.where(valid, column + offsets, -1)
     return out
 
 
@@ -122,16 +155,25 @@ def incoming(d: dict[str, Any], device: torch.device | str = "cpu"
     source = torch.empty(n_all, inputs + k_all, dtype=torch.int32, device=device)
     channel = torch.arange(inputs, device=device)
     # Incoming slot m = ((p·D + dy)·D + dx)·cells + c_source mirrors the
-    # outgoing slot of the same offset with the target's cell.
+    # outgoing slot of the same offset with the target's cell: the source's
+    # weight sits at input_size + source·K + m − c_source + c_target, which
+    # is a part of the row (its column, its cell) plus a part of the slot.
     m = torch.arange(k_all, device=device)
-    for start in range(0, n_all, _CHUNK):
-        j = torch.arange(start, min(n_all, start + _CHUNK), device=device)[:, None]
-        rows = slice(start, start + j.shape[0])
-        from_input = (j < first) & (channel >= 0)
-        weight[rows, :inputs] = torch.where(from_input, channel * first + j, -1)
+    offsets = _offsets(d, s, -1)
+    lookups = _validity(d, s, -1)
+    # int32 where every sum, even of an empty slot's parts, stays below 2**31
+    exact = torch.int32 if input_size + 2 * n_all * k_all + k_all < 2 ** 31 else torch.int64
+    weight_part = (offsets * k_all + m - s.cell).to(exact)
+    source_part = offsets.to(exact)
+    for j in _chunks(d, k_all, device):
+        rows = slice(int(j[0]), int(j[-1]) + 1)
+        from_input = (j[:, None] < first) & (channel >= 0)
+        weight[rows, :inputs] = torch.where(from_input, channel * first + j[:, None], -1)
         source[rows, :inputs] = torch.where(from_input, channel, -1)
-        neuron, valid, cell = _across(d, s, j, -1)
-        slot = m - s.cell + cell
-        weight[rows, inputs:] = torch.where(valid, input_size + neuron * k_all + slot, -1)
-        source[rows, inputs:] = torch.where(valid, inputs + neuron, -1)
+        valid, cell = _valid_rows(d, s, lookups, j)
+        column = j - cell
+        weight[rows, inputs:] = torch.where(
+            valid, (input_size + column * k_all + cell).to(exact)[:, None] + weight_part, -1)
+        source[rows, inputs:] = torch.where(valid, (inputs + column).to(exact)[:, None]
+                                            + source_part, -1)
     return weight, source
