@@ -197,6 +197,7 @@ def test_large_builds_here_without_its_memory_and_says_where_it_runs(world):
         assert proc.stderr.startswith("note: it needs ") and "--simulate" in proc.stderr
         simulated = world.run("up", path.name, "--simulate", check=False, timeout=120)
         assert simulated.returncode == 1 and "does NOT fit" in simulated.stdout
+        assert "On a GPU it needs 55.8 GiB: up it with --device cuda" in simulated.stdout
         assert "the agent needs" in simulated.stderr and "on cpu" in simulated.stderr
     refused = world.run("build", "--set", "width=100000000", check=False, timeout=120)
     assert refused.returncode == 1

@@ -165,5 +165,10 @@ def simulate(plugins, target, device_name: str | None) -> int:
     print_table(["TENSORS", "SIZE", "BYTES"], rows)
     print(f"{device} has {human_bytes(capacity)}; "
           + ("it fits." if report.total <= capacity else "it does NOT fit."))
+    if report.total > capacity and not device.startswith("cuda"):
+        gpu = runner.resource_report(plugins, instance, "cuda:0")
+        if gpu is not None:
+            print(f"On a GPU it needs {human_bytes(gpu.total)}: up it with --device cuda on "
+                  "one with at least that much memory.")
     runner.check_fits(report, device, capacity)
     return 0
