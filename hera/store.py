@@ -23,11 +23,11 @@ from hera.pidfile import Holder, PidLock, open_regular, read_holder, read_stale
 #: pid-file ops of an agent's own process: loading it, or running its loop.
 UP_OPS = ("starting", "up")
 
-#: Names of agent files kept in an older data format of their family (see
-#: :meth:`AgentStore.keep_older_format`); they are not installed agents.
 # Bytes copied at a time when a file is kept as it was.
 _COPY_PIECE = 4 << 20
 
+#: Names of agent files kept in an older data format of their family (see
+#: :meth:`AgentStore.keep_older_format`); they are not installed agents.
 _OLDER_FORMAT_NAME = re.compile(r"\.format[0-9]+\.json$")
 
 
