@@ -148,15 +148,17 @@ def run_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def fits(layout: str) -> bool:
-    """Whether the layout's estimate leaves room in the memory available."""
-    import psutil
-
+def estimates() -> dict[str, int]:
+    """abraxas's estimate of each layout's bytes (``hera layouts``)."""
     out = subprocess.run([sys.executable, "-m", "hera", "layouts", "--json"], check=True,
                          capture_output=True, text=True).stdout
-    rows = {f"{r['family']}/{r['layout']}": r for r in json.loads(out)}
-    row = rows.get(f"abraxas/{layout}")
-    need = row.get("bytes") if row else None
+    return {r["layout"]: r["bytes"] for r in json.loads(out) if r["family"] == "abraxas"}
+
+
+def fits(need: int | None) -> bool:
+    """Whether an estimate leaves room in the memory available."""
+    import psutil
+
     return need is None or need < _HEADROOM * psutil.virtual_memory().available
 
 
@@ -183,7 +185,6 @@ def measure(layout: str, where: Path, repeat: int) -> dict | None:
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
-    peak = max(max(r["save_extra"], r["load_extra"]) for r in rows)
     return {
         "layout": layout, "tensors_mb": mb, "file_mb": rows[0]["file"] / 1e6,
         "save": mb / median("save_s"), "load": mb / median("load_s"), "cp": mb / median("cp_s"),
@@ -193,7 +194,6 @@ def measure(layout: str, where: Path, repeat: int) -> dict | None:
         "load_vs_cp": median("load_s") / median("cp_s"),
         "peak": max(1.0 + max(r["save_extra"] for r in rows) / tensors,
                     max(r["load_extra"] for r in rows) / tensors),
-        "peak_bytes": peak,
     }
 
 
@@ -222,8 +222,9 @@ def main() -> None:
         print(f"{'layout':<9} {'tensors':>10} {'file':>10} {'save':>10} {'load':>10} {'cp':>10} "
               f"{'cp+sync':>10} {'fresh mem':>10} {'save/cp':>8} {'save/cp+sync':>13} "
               f"{'load/cp':>8} {'peak/tensors':>13}")
+        needs = estimates()
         for layout in args.layouts.split(","):
-            if not fits(layout):
+            if not fits(needs.get(layout)):
                 print(f"{layout:<9} skipped: its estimate does not fit the memory available")
                 continue
             row = measure(layout, where, args.repeat)

@@ -68,18 +68,20 @@ def _write_all(fd: int, chunks: Iterable[bytes]) -> None:
         if len(gathered) + len(chunk) <= _GATHER:
             gathered += chunk
             continue
-        for data in (gathered, chunk):
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view, written = view[n:], written + n
+        written += _write_fully(fd, gathered) + _write_fully(fd, chunk)
         gathered = bytearray()
         if written - started >= _WRITEBACK:
             _start_writeback(fd, started, written - started)
             started = written
-    view = memoryview(gathered)
+    _write_fully(fd, gathered)
+
+
+def _write_fully(fd: int, data: bytes | bytearray) -> int:
+    """Write all of ``data`` (``os.write`` may take part of it); its length."""
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+    return len(data)
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:

@@ -283,12 +283,12 @@ class InstanceFile:
             state_entries, state_values = state["tensors"], state["values"]
             state_summary = {"values": state_values,
                              "tensors": {k: e["sha256"] for k, e in state_entries.items()}}
-        checksum = summary_checksum(meta, doc["definition"],
-                                    {k: e["sha256"] for k, e in tensors.items()}, state_summary)
+        digests = {k: e["sha256"] for k, e in tensors.items()}
+        checksum = summary_checksum(meta, doc["definition"], dict(digests), state_summary)
         if checksum != doc["checksum"]:
             raise InstanceFileError("checksum mismatch: the file is damaged or was edited")
-        digests = {k: e["sha256"] for k, e in tensors.items()}
-        digests.update({f"state.{k}": e["sha256"] for k, e in (state_entries or {}).items()})
+        if state_summary is not None:
+            digests.update({f"state.{k}": d for k, d in state_summary["tensors"].items()})
         return cls(meta, doc["definition"], {k: Encoded(k, e) for k, e in tensors.items()},
                    None if state_entries is None
                    else {k: Encoded(f"state.{k}", e) for k, e in state_entries.items()},
@@ -357,8 +357,7 @@ def _entries_chunks(entries: dict[str, StoredTensor], prefix: str,
         layout = stored.layout()
         raw = stored.raw() if layout.encoding != "zeros" else None
         header = tensor_stream.header_text(layout)
-        digest = tensor_stream.new_digest()
-        digest.update(header.encode())
+        digest = tensor_stream.entry_digest(layout)
         separator = ",\n" if i else "\n"
         yield f"{separator}{json.dumps(name, ensure_ascii=True)}:{header}".encode()
         yield from tensor_stream.encode(layout, raw, digest)

@@ -218,11 +218,7 @@ def _entry(cursor: _Cursor, prefix: str) -> tuple[str, Decoded, str]:
     if tail != b'","xxh3":"':
         if len(tail) < 10:
             raise NotLaidOut  # cut short: the whole-document reader says where
-        raise InstanceFileError(
-            f"tensor {prefix + name!r}: its data is not the {layout.length} characters its "
-            "entry declares")
-    digest = tensor_stream.new_digest()
-    digest.update(head[end + 1:])
+        raise _length_error(prefix + name, layout)
     stored = ""
 
     def checksum() -> str:
@@ -232,8 +228,7 @@ def _entry(cursor: _Cursor, prefix: str) -> tuple[str, Decoded, str]:
         cursor.expect(b'"}')
         return stored
 
-    decoded = tensor_stream.decode(prefix + name, layout, cursor.data(layout.length), digest,
-                                   checksum)
+    decoded = tensor_stream.decode(prefix + name, layout, cursor.data(layout.length), checksum)
     return name, Decoded(layout.dtype, layout.shape, decoded, layout.encoding), stored
 
 
@@ -265,16 +260,16 @@ def _decoded(name: str, entry: Any, prefix: str, digests: dict[str, str]) -> Dec
     if not isinstance(data, str) or not isinstance(stored, str):
         raise InstanceFileError(f"tensor {prefix + name!r} has malformed data or checksum")
     if len(data) != layout.length:
-        raise InstanceFileError(
-            f"tensor {prefix + name!r}: its data is not the {layout.length} characters its "
-            "entry declares")
-    digest = tensor_stream.new_digest()
-    digest.update(tensor_stream.header_text(layout).encode())
+        raise _length_error(prefix + name, layout)
     decoded = tensor_stream.decode(prefix + name, layout,
-                                   tensor_stream.text_pieces(prefix + name, data), digest,
-                                   lambda: stored)
+                                   tensor_stream.text_pieces(prefix + name, data), lambda: stored)
     digests[prefix + name] = stored
     return Decoded(layout.dtype, layout.shape, decoded, layout.encoding)
+
+
+def _length_error(name: str, layout: tensor_stream.Layout) -> InstanceFileError:
+    return InstanceFileError(
+        f"tensor {name!r}: its data is not the {layout.length} characters its entry declares")
 
 
 def document_checksum(contents: Contents) -> str:

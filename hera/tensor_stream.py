@@ -74,6 +74,14 @@ def new_digest() -> Any:
     return xxhash.xxh3_128()
 
 
+def entry_digest(layout: "Layout") -> Any:
+    """An entry's running checksum, started with its header text (writer
+    and readers alike: the data text follows)."""
+    digest = new_digest()
+    digest.update(header_text(layout).encode())
+    return digest
+
+
 def nbytes_of(dtype: str, shape: list[int]) -> int:
     """Bytes a dense tensor of ``dtype`` and ``shape`` holds."""
     return ITEMSIZE[dtype] * math.prod(shape)
@@ -260,7 +268,7 @@ def empty_buffer(name: str, layout: Layout) -> np.ndarray:
 
 
 def decode(name: str, layout: Layout, pieces: Iterable[Callable[[], bytes | memoryview]],
-           digest: Any, checksum: Callable[[], str]) -> np.ndarray | bytes:
+           checksum: Callable[[], str]) -> np.ndarray | bytes:
     """The tensor's bytes, decoded from its data text and checked; for zero
     and sparse data, the sparse records (``b""`` for zeros), checked, which
     :func:`materialize` turns into the tensor's bytes when they are needed.
@@ -271,30 +279,32 @@ def decode(name: str, layout: Layout, pieces: Iterable[Callable[[], bytes | memo
         tensor's memory (which the text's length, found in the file,
         already vouches for). Zero and sparse data, whose size the text
         doesn't show, take no memory of the tensor's size here.
-    :param digest: takes the text as it goes by; ``checksum()`` is the
-        checksum stored with the entry, asked for once the text is read.
+    :param checksum: gives the checksum stored with the entry, asked for
+        once the text is read (the text's own is computed as it goes by).
     :raises InstanceFileError: text that is not base64, data of another
         size than the layout says, a checksum that doesn't match, sparse
         records out of order or out of range, NaN or an infinity in a
         float tensor, and a tensor larger than the memory available.
     """
+    digest = entry_digest(layout)
     if layout.encoding == "base64":
         buffer = empty_buffer(name, layout)
         _decode_dense(name, layout, pieces, buffer, digest)
         _check_digest(name, digest, checksum())
         return buffer
-    records = bytearray()
+    gathered = bytearray()
     for piece in pieces:
         text = piece()
         digest.update(text)
-        records += _b64decode(name, text)
+        gathered += _b64decode(name, text)
     _check_digest(name, digest, checksum())
-    if len(records) != layout.payload:
+    if len(gathered) != layout.payload:
         raise _size_error(name, layout, layout.payload)
     check_memory(name, nbytes_of(layout.dtype, layout.shape))
+    records = bytes(gathered)
     if records:
-        _check_records(name, layout, _records(layout, bytes(records)))
-    return bytes(records)
+        _check_records(name, layout, _records(layout, records))
+    return records
 
 
 def materialize(layout: Layout, records: bytes) -> np.ndarray:
