@@ -10,7 +10,11 @@ synapses, per second), and the bytes a step must move at that rate
 (``bytes_per_step``) as GB/s and as a share of the device's copy bandwidth,
 measured in the same process (``copy_bandwidth``).
 
+The ``ns/event`` column is the time of a step per synaptic event: what a
+spike costs per outgoing synapse, learning included.
+
     python benchmarks/step.py [--layouts example,small,medium] [--steps N]
+                              [--backends torch,cpp] [--set NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 
 import torch
 
+from benchmark_options import add_set_option, overrides
 from hera_family_abraxas import layouts, model
 
 
@@ -72,8 +77,9 @@ def copy_bandwidth(device: str, megabytes: int = 256) -> float:
     return 2 * src.numel() * 4 / best
 
 
-def measure(name: str, device: str, backend: str, noise: float, steps: int) -> dict:
-    d = layouts.definition_for(name, {"noise": noise})
+def measure(name: str, device: str, backend: str, noise: float, steps: int,
+            overrides: dict | None = None) -> dict:
+    d = layouts.definition_for(name, {**(overrides or {}), "noise": noise})
     sheet = model.Sheet(d, model.zero_parameters(d), None, device, seed=1, backend=backend)
     sheet.run(max(5, steps // 10))
     if device.startswith("cuda"):
@@ -105,7 +111,14 @@ def main() -> None:
     parser.add_argument("--layouts", default="example,small,medium")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--noise", default="0.1,0.35,1.0")
+    parser.add_argument("--backends", default="torch,cpp,triton",
+                        help="the backends to measure, of those that can run here")
+    add_set_option(parser)
     args = parser.parse_args()
+    changed = overrides(args.set)
+    if changed:
+        print(f"parameters: {changed}")
+    wanted = set(args.backends.split(","))
     targets = [("cpu", "torch")]
     try:
         from hera_family_abraxas.cpu_backend import compiled
@@ -116,20 +129,22 @@ def main() -> None:
         print(f"(no cpp rows: {error})")
     if torch.cuda.is_available():
         targets += [("cuda:0", "torch"), ("cuda:0", "triton")]
+    targets = [t for t in targets if t[1] in wanted]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bandwidth = {device: copy_bandwidth(device) for device in {t[0] for t in targets}}
     for device, value in bandwidth.items():
         print(f"{device}: copy bandwidth {value / 1e9:.1f} GB/s")
     print(f"{'layout':<8} {'device':<7} {'backend':<7} {'noise':>5} {'rate':>7} "
-          f"{'steps/s':>9} {'events/s':>10} {'GB/s':>7} {'of copy':>7}")
+          f"{'steps/s':>9} {'events/s':>10} {'ns/event':>8} {'GB/s':>7} {'of copy':>7}")
     for name in args.layouts.split(","):
         for device, backend in targets:
             steps = args.steps if name == "example" else max(20, args.steps // 10)
             steps *= 20 if backend == "cpp" else 1
             for noise in (float(x) for x in args.noise.split(",")):
-                r = measure(name, device, backend, noise, steps)
+                r = measure(name, device, backend, noise, steps, changed)
                 print(f"{r['layout']:<8} {r['device']:<7} {r['backend']:<7} {r['noise']:>5.2f} "
                       f"{r['rate']:>7.4f} {r['steps_per_s']:>9.0f} {r['events_per_s']:>10.3g} "
+                      f"{1e9 / max(r['events_per_s'], 1e-9):>8.2f} "
                       f"{r['bytes_per_s'] / 1e9:>7.2f} "
                       f"{r['bytes_per_s'] / bandwidth[device]:>7.1%}", flush=True)
 

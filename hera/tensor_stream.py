@@ -35,6 +35,7 @@ import numpy as np
 import pybase64
 import xxhash
 
+from hera import huge_pages
 from hera.errors import InstanceFileError
 from hera.ordered_map import ordered_map
 
@@ -264,7 +265,7 @@ def empty_buffer(name: str, layout: Layout) -> np.ndarray:
     available can hold it (pages the OS zeroes lazily)."""
     needed = nbytes_of(layout.dtype, layout.shape)
     check_memory(name, needed)
-    return np.zeros(needed, dtype=np.uint8)
+    return huge_pages.advise_array(np.zeros(needed, dtype=np.uint8))
 
 
 def decode(name: str, layout: Layout, pieces: Iterable[Callable[[], bytes | memoryview]],
@@ -309,7 +310,8 @@ def decode(name: str, layout: Layout, pieces: Iterable[Callable[[], bytes | memo
 
 def materialize(layout: Layout, records: bytes) -> np.ndarray:
     """The bytes of a zero or sparse tensor from its checked records."""
-    buffer = np.zeros(nbytes_of(layout.dtype, layout.shape), dtype=np.uint8)
+    buffer = huge_pages.advise_array(np.zeros(nbytes_of(layout.dtype, layout.shape),
+                                              dtype=np.uint8))
     if records:
         table = _records(layout, records)
         words(buffer, ITEMSIZE[layout.dtype])[table["index"].astype(np.int64)] = table["value"]

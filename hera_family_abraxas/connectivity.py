@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from hera import huge_pages
 from hera_family_abraxas import layouts
 
 # Table entries built at once: a few MiB of temporaries, which stay in the
@@ -122,7 +123,8 @@ def targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tens
     """int32 ``[neurons, K]``: the target of every outgoing slot, ``-1`` if empty."""
     s = slots(d, device)
     k_all = s.delay.numel()
-    out = torch.empty(layouts.neuron_count(d), k_all, dtype=torch.int32, device=device)
+    out = huge_pages.advise_tensor(
+        torch.empty(layouts.neuron_count(d), k_all, dtype=torch.int32, device=device))
     offsets = _offsets(d, s, +1).to(torch.int32)
     lookups = _validity(d, s, +1)
     for n in _chunks(d, k_all, device):
@@ -151,8 +153,10 @@ def incoming(d: dict[str, Any], device: torch.device | str = "cpu"
     input_size = inputs * first
     wide = input_size + n_all * k_all >= 2 ** 31
     dtype = torch.int64 if wide else torch.int32
-    weight = torch.empty(n_all, inputs + k_all, dtype=dtype, device=device)
-    source = torch.empty(n_all, inputs + k_all, dtype=torch.int32, device=device)
+    weight = huge_pages.advise_tensor(
+        torch.empty(n_all, inputs + k_all, dtype=dtype, device=device))
+    source = huge_pages.advise_tensor(
+        torch.empty(n_all, inputs + k_all, dtype=torch.int32, device=device))
     channel = torch.arange(inputs, device=device)
     # Incoming slot m = ((p·D + dy)·D + dx)·cells + c_source mirrors the
     # outgoing slot of the same offset with the target's cell: the source's

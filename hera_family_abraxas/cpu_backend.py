@@ -47,8 +47,10 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=c+
 #: What a sheet hands the step, in order (see ``cpu_step.cpp``).
 STATE_DTYPES = ("float32", "int32", "float32", "float32", "float32", "float32", "int32",
                 "float32", "int64", "uint8", "int64")
-SYNAPSE_DTYPES = ("float32", "int32", "int32", ("int32", "int64"), "int32")
 VALUES, SIZES = 15, 10
+#: The geometry among the sizes: inputs, width, height, depth, cells,
+#: dendrite, axon (then output_start, refractory and the scaling cap).
+GEOMETRY_SIZES = 7
 
 _COMPILE_TIMEOUT = 600.0
 
@@ -182,10 +184,9 @@ class CompiledStep:
             raise RuntimeError(f"{path} is not a file of this user's alone; not loading it")
         self.path = path
         function = ctypes.CDLL(str(path)).hera_abraxas_run_steps
-        function.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p),
-                             ctypes.c_int32, ctypes.POINTER(ctypes.c_double),
-                             ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.c_int64,
-                             ctypes.c_int64, ctypes.c_void_p]
+        function.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p,
+                             ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64),
+                             ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
         function.restype = ctypes.c_int64
         self._function = function
         self._checked: tuple[Any, ...] = ()
@@ -205,39 +206,61 @@ class CompiledStep:
             raise ValueError(f"{n} input values for {rates.numel()} rates")
         self._rates(values, n, rates.data_ptr(), rates.numel(), max_rate, idle)
 
-    def run_steps(self, state: Sequence[Any], synapses: Sequence[Any], values: Sequence[float],
+    def run_steps(self, state: Sequence[Any], weights: Any, values: Sequence[float],
                   sizes: Sequence[int], seed: int, t: int, steps: int,
                   raster: Any | None = None) -> int:
         """Advance ``steps`` steps in place from step ``t``; returns the new
-        step counter. ``raster`` (uint8 ``[steps, inputs]``) gives input
-        spikes for each step. The tensors are checked first: a wrong dtype,
-        device or layout would be read as raw memory.
+        step counter. ``weights`` is the weight buffer (input weights, then
+        the neurons' rows); ``sizes`` begins with the geometry, from which
+        the step finds every synapse. ``raster`` (uint8 ``[steps, inputs]``)
+        gives input spikes for each step. The tensors are checked against
+        the sizes first: a wrong dtype, device, layout or size would be read
+        as raw memory.
 
         :raises ValueError: for tensors or values that do not fit the step.
         """
-        arrays = (*state, *synapses)
-        # A tensor's dtype, device and layout stay what they are, so the
-        # same live tensors as last time need no second look (weak
-        # references: a sheet's tensors go when the sheet goes).
-        if len(arrays) != len(self._checked) or any(
-                seen() is not a for a, seen in zip(arrays, self._checked)):
-            _check(state, STATE_DTYPES, "state")
-            _check(synapses, SYNAPSE_DTYPES, "synapses")
-            self._checked = tuple(weakref.ref(a) for a in arrays)
         if len(values) != VALUES or len(sizes) != SIZES:
             raise ValueError(f"the compiled step takes {VALUES} values and {SIZES} sizes")
+        arrays = (*state, weights)
+        # A tensor's dtype, device, layout and size stay what they are, so
+        # the same live tensors with the same sizes as last time need no
+        # second look (weak references: a sheet's tensors go when it goes).
+        key = tuple(int(x) for x in sizes[:GEOMETRY_SIZES + 1])
+        if len(arrays) != len(self._checked) - 1 or self._checked[-1] != key or any(
+                seen() is not a for a, seen in zip(arrays, self._checked)):
+            _check(state, STATE_DTYPES, "state")
+            _check([weights], ("float32",), "weights")
+            _check_sizes(state, weights, key)
+            self._checked = (*(weakref.ref(a) for a in arrays), key)
         if raster is not None:
             _check([raster], ("uint8",), "raster")
             if tuple(raster.shape) != (steps, sizes[0]):
                 raise ValueError(f"a raster for {steps} steps of {sizes[0]} inputs must be "
                                  f"[{steps}, {sizes[0]}], not {list(raster.shape)}")
-        wide = 1 if str(synapses[3].dtype) == "torch.int64" else 0
         low64 = (int(seed) & 0xFFFF_FFFF_FFFF_FFFF) - ((int(seed) >> 63 & 1) << 64)
         return self._function((ctypes.c_void_p * len(state))(*(x.data_ptr() for x in state)),
-                              (ctypes.c_void_p * len(synapses))(*(x.data_ptr() for x in synapses)),
-                              wide, (ctypes.c_double * VALUES)(*values),
+                              weights.data_ptr(), (ctypes.c_double * VALUES)(*values),
                               (ctypes.c_int64 * SIZES)(*sizes), low64, t, steps,
                               None if raster is None else raster.data_ptr())
+
+
+def _check_sizes(state: Sequence[Any], weights: Any, sizes: Sequence[int]) -> None:
+    """Refuse arrays smaller than the geometry in ``sizes`` says they are."""
+    inputs, width, height, depth, cells, reach, axon, output_start = sizes
+    if min(inputs, width, height, depth, cells, axon) < 1 or reach < 0 \
+            or not 0 <= output_start <= width * height * depth * cells:
+        raise ValueError(f"the compiled step cannot take the geometry {list(sizes)}")
+    first = width * height * cells
+    n, k = first * depth, 3 * (2 * reach + 1) ** 2 * cells
+    want = (n, n, n, n, inputs + n, n, (axon + 1) * n, inputs, n - output_start, inputs,
+            inputs + n)
+    for index, (array, count) in enumerate(zip(state, want)):
+        if array.numel() != count:
+            raise ValueError(f"state[{index}] has {array.numel()} elements where the geometry "
+                             f"gives {count}")
+    if weights.numel() != inputs * first + n * k:
+        raise ValueError(f"the weight buffer has {weights.numel()} elements where the geometry "
+                         f"gives {inputs * first + n * k}")
 
 
 def _check(tensors: Sequence[Any], dtypes: Sequence[Any], what: str) -> None:

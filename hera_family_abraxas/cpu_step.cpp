@@ -11,6 +11,15 @@
 // It includes no torch or Python header: a plain C function over raw
 // pointers, loaded with ctypes, so that it compiles in about a second and
 // one build serves every torch and Python version.
+//
+// It reads no synapse tables: a synapse's target, delay and place in the
+// weight buffer follow from the geometry (hera_family_abraxas.connectivity),
+// so the loops visit only the slots that exist, a target column's cells at
+// a time, and the sheet keeps no tables (for big, 5.6 GB less to build and
+// to stream through the cache). The order of the visits differs from the
+// tables' but no result depends on it: every slot's update is its own, and
+// what slots add up (the ring's fixed point, synaptic scaling's total) are
+// integer sums.
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +29,8 @@
 namespace {
 
 struct Params {
-  int64_t inputs, neurons, first, slots, incoming, cells, output_start, length;
+  int64_t inputs, neurons, first, slots, cells, output_start, length;
+  int64_t width, height, depth, reach, axon;  // reach: the dendrite, in columns
   float decay_m, threshold, theta_plus, decay_theta, theta_minus, theta_floor, decay_trace,
       decay_post, noise;
   int32_t refractory_steps;
@@ -118,6 +128,37 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
   *cell += static_cast<uint32_t>(units);
 }
 
+// Calls visit(column, slot, delay, own) for every column whose cells neuron
+// n has synapses with: `column` is that column's first neuron, `slot` the
+// first of the K slots of that offset, `delay` its conduction delay, `own`
+// n's cell where the column is n's own (no synapse onto itself), else -1.
+// Outgoing (sign +1): the columns n's spikes reach. Incoming (sign -1): the
+// columns whose spikes reach n, through their slots of that offset.
+template <typename Visit>
+inline void for_each_column(const Params& p, int64_t n, int64_t sign, Visit&& visit) {
+  const int64_t cells = p.cells, w = p.width, h = p.height, r = p.reach, span = 2 * r + 1;
+  const int64_t cell = n % cells, x = (n / cells) % w, y = (n / (cells * w)) % h,
+                layer = n / (cells * w * h);
+  for (int64_t projection = 0; projection < 3; ++projection) {
+    // lateral, forward (the next layer), feedback (the layer before)
+    const int64_t other = layer + sign * (projection == 2 ? -1 : projection);
+    if (other < 0 || other >= p.depth) continue;
+    for (int64_t dy = -r; dy <= r; ++dy) {
+      const int64_t oy = y + sign * dy;
+      if (oy < 0 || oy >= h) continue;
+      for (int64_t dx = -r; dx <= r; ++dx) {
+        const int64_t ox = x + sign * dx;
+        if (ox < 0 || ox >= w) continue;
+        const int64_t far = std::max(dx < 0 ? -dx : dx, dy < 0 ? -dy : dy);
+        const int64_t delay = 1 + std::min(p.axon - 1, far);
+        const int64_t slot = ((projection * span + dy + r) * span + dx + r) * cells;
+        const bool self = projection == 0 && dy == 0 && dx == 0;
+        visit(((other * h + oy) * w + ox) * cells, slot, delay, self ? cell : int64_t{-1});
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // Advances `steps` steps in place. Arrays (all contiguous):
@@ -127,21 +168,25 @@ inline void add_to_ring(int32_t* ring, int64_t neurons, int64_t row, int32_t tar
 //        given u8[I] (input spikes given for the first step: cleared after it),
 //        activity i64[I+N] (spikes of each input and neuron, counted up: not
 //        part of the agent's state, for watching it)
-// synapses: weight_buffer f32[I*F + N*K], targets i32[N, K], delays i32[K],
-//           incoming_weight i32[N, I+K] (i64 when `wide`), incoming_source i32[N, I+K]
-// values: 14 doubles, sizes: 10 integers (see cpu_backend.py).
+// weights: the weight buffer f32[I*F + N*K] (input weights, then neurons')
+// values: 15 doubles, sizes: 10 integers (see cpu_backend.py), the
+// geometry among them; the caller checks the buffers against them.
 // `raster` (u8[steps, I], or null) gives input spikes for each step, added to
 // those the input rates draw, as `given` does for the first step.
 // `seed` is the agent's (its low 64 bits are used). Returns the new step counter.
-extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synapses,
-                                          int32_t wide, const double* values,
-                                          const int64_t* sizes, int64_t seed, int64_t t,
-                                          int64_t steps, const uint8_t* raster) {
+extern "C" int64_t hera_abraxas_run_steps(void* const* state, float* weights,
+                                          const double* values, const int64_t* sizes,
+                                          int64_t seed, int64_t t, int64_t steps,
+                                          const uint8_t* raster) {
   Params p;
-  p.inputs = sizes[0]; p.neurons = sizes[1]; p.first = sizes[2]; p.slots = sizes[3];
-  p.incoming = sizes[4]; p.cells = sizes[5]; p.output_start = sizes[6]; p.length = sizes[7];
-  p.refractory_steps = static_cast<int32_t>(sizes[8]);
+  p.inputs = sizes[0]; p.width = sizes[1]; p.height = sizes[2]; p.depth = sizes[3];
+  p.cells = sizes[4]; p.reach = sizes[5]; p.axon = sizes[6];
+  p.output_start = sizes[7]; p.refractory_steps = static_cast<int32_t>(sizes[8]);
   p.cap = sizes[9];
+  p.first = p.width * p.height * p.cells;
+  p.neurons = p.first * p.depth;
+  p.slots = 3 * (2 * p.reach + 1) * (2 * p.reach + 1) * p.cells;
+  p.length = p.axon + 1;
   p.decay_m = static_cast<float>(values[0]); p.threshold = static_cast<float>(values[1]);
   p.theta_plus = static_cast<float>(values[2]); p.decay_theta = static_cast<float>(values[3]);
   p.decay_trace = static_cast<float>(values[4]); p.noise = static_cast<float>(values[5]);
@@ -165,17 +210,12 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
   uint8_t* given = static_cast<uint8_t*>(state[9]);
   int64_t* activity = static_cast<int64_t*>(state[10]);
 
-  float* weights = static_cast<float*>(synapses[0]);
-  const int32_t* targets = static_cast<const int32_t*>(synapses[1]);
-  const int32_t* delays = static_cast<const int32_t*>(synapses[2]);
-  const int32_t* incoming32 = wide ? nullptr : static_cast<const int32_t*>(synapses[3]);
-  const int64_t* incoming64 = wide ? static_cast<const int64_t*>(synapses[3]) : nullptr;
-  const int32_t* incoming_source = static_cast<const int32_t*>(synapses[4]);
-
-  const int64_t N = p.neurons, I = p.inputs, F = p.first, K = p.slots, J = p.incoming;
+  const int64_t N = p.neurons, I = p.inputs, F = p.first, K = p.slots, C = p.cells;
   float* input_weights = weights;
   float* neuron_weights = weights + I * F;
-  std::vector<float> spikes(N), margin(N), input_spikes(I), fresh(J), z(N), u(I);
+  // a neuron's incoming synapses: their places and potentiated weights
+  std::vector<int64_t> place(I + K);
+  std::vector<float> spikes(N), margin(N), input_spikes(I), fresh(I + K), z(N), u(I);
   std::vector<int64_t> fired, fired_inputs;
   const std::vector<int64_t> none;
   const float cap_f = static_cast<float>(static_cast<double>(p.cap));
@@ -235,29 +275,36 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
     // potentiate_incoming, with synaptic scaling in fixed point; a rate of
     // 0 skips its events, as in the torch backend
     for (int64_t j : p.a_plus > 0 ? fired : none) {
-      int64_t total = 0;
-      for (int64_t i = 0; i < J; ++i) {
-        const int64_t f = wide ? incoming64[j * J + i] : incoming32[j * J + i];
-        if (f < 0) continue;
-        const float x = pre_trace[incoming_source[j * J + i]] - p.trace_offset;
+      int64_t total = 0, count = 0;
+      auto potentiate = [&](int64_t f, int64_t source) {
+        const float x = pre_trace[source] - p.trace_offset;
         const float w = clamp(weights[f] + x * p.a_plus, p.w_max);
-        fresh[i] = w;
+        place[count] = f;
+        fresh[count++] = w;
         total += static_cast<int64_t>(std::floor(w * p.scale + 0.5f));
-      }
+      };
+      if (j < F)  // every input channel reaches the first layer
+        for (int64_t i = 0; i < I; ++i) potentiate(i * F + j, i);
+      const int64_t cell = j % C;
+      for_each_column(p, j, -1, [&](int64_t column, int64_t slot, int64_t, int64_t own) {
+        // source column + c's slot of this offset aimed at j's cell
+        const int64_t at = I * F + column * K + slot + cell;
+        for (int64_t c = 0; c < C; ++c)
+          if (c != own) potentiate(at + c * K, I + column + c);
+      });
       const bool over = p.budget > 0 && total > p.cap;
       const float factor = over ? cap_f / static_cast<float>(total) : 1.0f;
-      for (int64_t i = 0; i < J; ++i) {
-        const int64_t f = wide ? incoming64[j * J + i] : incoming32[j * J + i];
-        if (f < 0) continue;
-        weights[f] = over ? fresh[i] * factor : fresh[i];
-      }
+      for (int64_t i = 0; i < count; ++i) weights[place[i]] = over ? fresh[i] * factor : fresh[i];
     }
     // depress_rows: neurons, then input channels
     for (int64_t s : p.a_minus > 0 ? fired : none) {
-      float* w = neuron_weights + s * K;
-      const int32_t* target = targets + s * K;
-      for (int64_t k = 0; k < K; ++k)
-        if (target[k] >= 0) w[k] = clamp(w[k] - post_trace[target[k]] * p.a_minus, p.w_max);
+      float* row = neuron_weights + s * K;
+      for_each_column(p, s, +1, [&](int64_t column, int64_t slot, int64_t, int64_t own) {
+        float* w = row + slot;
+        const float* trace = post_trace + column;
+        for (int64_t c = 0; c < C; ++c)
+          if (c != own) w[c] = clamp(w[c] - trace[c] * p.a_minus, p.w_max);
+      });
     }
     for (int64_t s : p.a_minus > 0 ? fired_inputs : none) {
       float* w = input_weights + s * F;
@@ -265,12 +312,14 @@ extern "C" int64_t hera_abraxas_run_steps(void* const* state, void* const* synap
     }
     // deliver_spikes with the learned weights
     for (int64_t s : fired) {
-      const float* w = neuron_weights + s * K;
-      const int32_t* target = targets + s * K;
-      for (int64_t k = 0; k < K; ++k)
-        if (target[k] >= 0)
-          add_to_ring(ring, N, (t % p.length + delays[k]) % p.length, target[k],
-                      quantize(w[k], p.scale));
+      const float* row = neuron_weights + s * K;
+      for_each_column(p, s, +1, [&](int64_t column, int64_t slot, int64_t delay, int64_t own) {
+        const float* w = row + slot;
+        const int64_t at = (t % p.length + delay) % p.length;
+        for (int64_t c = 0; c < C; ++c)
+          if (c != own)
+            add_to_ring(ring, N, at, static_cast<int32_t>(column + c), quantize(w[c], p.scale));
+      });
     }
     const int64_t next = (t % p.length + 1) % p.length;
     for (int64_t s : fired_inputs) {

@@ -224,8 +224,9 @@ def source_count(d: dict[str, Any]) -> int:
 def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]:
     """Bytes an upped instance allocates, by tensor class (see ``model``
     and ``connectivity``): every lasting tensor exactly, and a bound on the
-    temporaries of one step, which only the torch backend's event ops need
-    (``backend`` is ``"torch"``, ``"triton"`` or ``"cpp"``)."""
+    temporaries of one step (``backend`` is ``"torch"``, ``"triton"`` or
+    ``"cpp"``). The cpp step finds synapses from the geometry: it has no
+    synapse tables."""
     neurons, inputs, k = neuron_count(d), d["inputs"], slots_per_row(d)
     first, sources, j = first_layer_size(d), source_count(d), d["inputs"] + k
     input_slots = inputs * first
@@ -238,7 +239,7 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
     # the triton backend's fixed-size lists of spiking rows: one per group
     # and per channel (int64), with their group maxima and winners
     lists = (neurons // d["cells"] * 3 + inputs) * 8 if backend == "triton" else 0
-    return {
+    classes = {
         "weights": (input_slots + neurons * k) * 4,                      # float32
         "synapse tables": (input_slots + neurons * k) * 4                # int32 targets
         + neurons * j * (index_bytes + 4) + (k + first) * 4,              # incoming; delays
@@ -251,3 +252,21 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
         # random-number temporaries; gathers of the spiking rows and columns
         "step temporaries": neurons * 16 + hashing + gathers + lists,
     }
+    if backend == "cpp":
+        del classes["synapse tables"]
+        # spikes, margins and noise per neuron; draws and spikes per input;
+        # an incoming row's places (int64) and potentiated weights
+        classes["step temporaries"] = neurons * 12 + inputs * 8 + j * 12
+    return classes
+
+
+def snapshot_bytes(d: dict[str, Any]) -> int:
+    """Bytes of a snapshot (``model.Sheet.snapshot``): the learned tensors
+    and the dynamic state, as a save copies them."""
+    neurons, inputs = neuron_count(d), d["inputs"]
+    learned = (inputs * first_layer_size(d) + neurons * slots_per_row(d) + neurons) * 4
+    # membrane, refractory, post trace (4 B); pre traces; the ring; input
+    # rates; output counts (int64); input spikes (1 B)
+    state = (neurons * 12 + source_count(d) * 4 + (d["axon"] + 1) * neurons * 4 + inputs * 4
+             + output_size(d) * 8 + inputs)
+    return learned + state

@@ -22,6 +22,7 @@ from typing import Any
 import numpy
 import torch
 
+from hera import huge_pages
 from hera.errors import HeraError, InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
 from hera.kernels import missing_triton
@@ -43,6 +44,12 @@ BACKENDS = backends.BACKENDS
 
 #: Fixed-point units per unit of weight in the delay ring and the scaling sums.
 SCALE = DEFAULT_SCALE
+
+
+def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``tensor``, on huge pages where it is large."""
+    copy = huge_pages.advise_tensor(torch.empty(tensor.shape, dtype=tensor.dtype))
+    return copy.copy_(tensor.detach())
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,15 +133,17 @@ class Sheet:
         _expect(tensors, "thresholds", (self.neurons,), torch.float32)
 
         dev = self.device
-        self.targets = connectivity.targets(d, dev)
-        self.delays = connectivity.slots(d, dev).delay
-        self.input_targets = connectivity.input_targets(d, dev)
-        self.input_delays = torch.ones(first, dtype=torch.int32, device=dev)
-        self.incoming_weight, self.incoming_source = connectivity.incoming(d, dev)
+        if self.backend != "cpp":  # the compiled step finds synapses from the geometry
+            self.targets = connectivity.targets(d, dev)
+            self.delays = connectivity.slots(d, dev).delay
+            self.input_targets = connectivity.input_targets(d, dev)
+            self.input_delays = torch.ones(first, dtype=torch.int32, device=dev)
+            self.incoming_weight, self.incoming_source = connectivity.incoming(d, dev)
         # One buffer holds both weight tables, so that the incoming tables can
         # name any synapse by a single position.
         split = self.inputs * first
-        self.weight_buffer = torch.empty(split + self.neurons * k, device=dev)
+        self.weight_buffer = huge_pages.advise_tensor(
+            torch.empty(split + self.neurons * k, device=dev))
         self.input_weights = self.weight_buffer[:split].view(self.inputs, first)
         self.weights = self.weight_buffer[split:].view(self.neurons, k)
         self.input_weights.copy_(tensors["input_weights"])
@@ -207,8 +216,8 @@ class Sheet:
 
     def snapshot(self) -> Snapshot:
         """Everything needed to continue exactly from here, on the CPU."""
-        cpu = {name: getattr(self, name).detach().to("cpu", copy=True) for name in STATE}
-        learned = {name: getattr(self, name).to("cpu", copy=True) for name in LEARNED}
+        cpu = {name: _cpu_copy(getattr(self, name)) for name in STATE}
+        learned = {name: _cpu_copy(getattr(self, name)) for name in LEARNED}
         values = {"t": self.t, "modulator": self.modulator, "frozen": self.frozen}
         return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
@@ -246,19 +255,16 @@ class Sheet:
         state = [self.membrane, self.refractory, self.thresholds, self.current, self.pre_trace,
                  self.post_trace, self.ring, self.input_rates, self.output_counts,
                  self.input_spikes, self.activity]
-        synapses = [self.weight_buffer, self.targets, self.delays, self.incoming_weight,
-                    self.incoming_source]
         theta_plus, decay_theta, theta_minus, theta_floor = self._theta()
         values = [self.decay_m, float(d["threshold"]), theta_plus, decay_theta,
                   self.decay_trace, float(d["noise"]), *self._rates(),
                   float(d["w_max"]), float(d["w_budget"]), SCALE, theta_minus, self.decay_post,
                   theta_floor, float(d["trace_offset"])]
-        sizes = [self.inputs, self.neurons, layouts.first_layer_size(d),
-                 layouts.slots_per_row(d), self.incoming_weight.shape[1], d["cells"],
-                 self.output_start, self.axon + 1, d["refractory"],
-                 budget_units(float(d["w_budget"]), SCALE)]
-        self.t = self._compiled.run_steps(state, synapses, values, sizes, self.seed, self.t,
-                                          steps, raster)
+        sizes = [self.inputs, *(d[key] for key in ("width", "height", "depth", "cells",
+                                                  "dendrite", "axon")),
+                 self.output_start, d["refractory"], budget_units(float(d["w_budget"]), SCALE)]
+        self.t = self._compiled.run_steps(state, self.weight_buffer, values, sizes, self.seed,
+                                          self.t, steps, raster)
         if steps:
             self._given = False
 

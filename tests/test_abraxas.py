@@ -112,7 +112,8 @@ def test_learning_starts_from_zero_weights():
     sheet = _sheet()
     sheet.run(500)
     assert sheet.weights.any() and sheet.input_weights.any()
-    assert not sheet.weights[sheet.targets < 0].any(), "empty slots must stay zero"
+    empty = connectivity.targets(sheet.definition) < 0
+    assert empty.any() and not sheet.weights[empty].any(), "empty slots must stay zero"
     assert float(sheet.weights.max()) <= sheet.definition["w_max"]
     assert float(sheet.input_weights.max()) <= sheet.definition["w_max"]
 
@@ -232,19 +233,25 @@ def test_the_triton_backend_gives_the_same_bits():
 
 
 @settings(max_examples=15, deadline=None)
-@given(geometries)
-def test_simulate_is_within_ten_percent_of_what_a_sheet_holds(overrides):
+@given(geometries, st.sampled_from(["torch", "cpp"]))
+def test_simulate_is_within_ten_percent_of_what_a_sheet_holds(cpp_backend, overrides, backend):
     """The resource report's lasting classes (everything but the step's
-    temporaries) against the bytes of every tensor a live sheet keeps."""
+    temporaries) against the bytes of every tensor a live sheet keeps, on
+    the torch backend (with synapse tables) and the cpp step (without); and
+    the snapshot's bytes exactly."""
     d = layouts.definition_for("example", overrides)
-    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", 1)
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", 1, backend=backend)
     sheet.run(2)
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
                 for t in vars(sheet).values() if isinstance(t, torch.Tensor)}
     held = sum(storages.values())  # the weight tables are views of one buffer
-    estimate = layouts.memory_by_class(d)
+    estimate = layouts.memory_by_class(d, sheet.backend)
+    assert ("synapse tables" in estimate) == (backend == "torch")
     lasting = sum(v for k, v in estimate.items() if k != "step temporaries")
     assert abs(lasting - held) <= 0.1 * held, (lasting, held)
+    snap = sheet.snapshot()
+    copied = sum(t.nbytes for t in (*snap.tensors.values(), *snap.state.tensors.values()))
+    assert layouts.snapshot_bytes(d) == copied
 
 
 def _response(sheet: Sheet, line: str, steps: int = 50) -> int:
@@ -356,6 +363,42 @@ def test_the_compiled_cpu_step_gives_the_torch_backends_bits(cpp_backend, overri
         sheets.append(sheet)
     _assert_same(*sheets)
     assert sheets[1].t == a + b
+
+
+def test_the_compiled_step_refuses_arrays_that_do_not_fit_its_geometry(cpp_backend):
+    """The step finds synapses from the geometry in its sizes and writes
+    through raw pointers: a weight buffer or state array of another size,
+    or a geometry that is not the arrays', is refused before it runs."""
+    d = layouts.definition_for("example", {"width": 3, "height": 2, "cells": 4})
+    sheet = Sheet(d, model.zero_parameters(d), None, "cpu", 1, backend="cpp")
+    sheet.run(3)
+    calls = []
+    real = sheet._compiled.run_steps
+
+    def run_steps(state, weights, values, sizes, *rest):
+        calls.append((list(state), weights, list(values), list(sizes), rest))
+        return real(state, weights, values, sizes, *rest)
+
+    sheet._compiled.run_steps = run_steps
+    try:
+        sheet.run(1)
+    finally:
+        del sheet._compiled.run_steps
+    state, weights, values, sizes, rest = calls[0]
+    before = sheet.snapshot()
+    for bad_sizes, bad_weights, bad_state, match in [
+            (sizes, weights[:-1], state, "weight buffer has"),
+            ([sizes[0], sizes[1] + 1, *sizes[2:]], weights, state, "elements where the geometry"),
+            ([sizes[0], 3, 2, 1, 4, 1, 3, *sizes[7:]], weights, state, "geometry gives"),
+            (sizes, weights, [*state[:6], state[6][:-1], *state[7:]], r"state\[6\]"),
+            ([*sizes[:5], -1, *sizes[6:]], weights, state, "cannot take the geometry")]:
+        with pytest.raises(ValueError, match=match):
+            real(bad_state, bad_weights, values, bad_sizes, *rest)
+    _assert_same(sheet, _reload_with(before))
+
+
+def _reload_with(snap) -> Sheet:
+    return Sheet(snap.definition, snap.tensors, snap.state, "cpu", seed=1, backend="cpp")
 
 
 def test_a_backend_that_cannot_run_is_one_clear_error(cpp_backend):
