@@ -75,29 +75,10 @@ class PeakRss:
 def child_save(layout: str, path: Path, seed: int) -> dict:
     """Build, run and densify an agent of ``layout``; save it to ``path``."""
     import psutil
-    import torch
 
-    import hera
-    from hera.instance import InstanceFile
-    from hera.plugins import load_plugins
+    from learned_agent import learned_instance
 
-    built = hera.build(layout, path.with_suffix(".built.json"), family="abraxas", seed=seed,
-                       force=True)
-    instance = InstanceFile.read(built)
-    hooks = load_plugins().family_hooks("abraxas")
-    loaded = hooks.hera_load(definition=dict(instance.definition), tensors=instance.tensors(),
-                             state=None, device="cpu", seed=seed)
-    hooks.hera_step(agent=loaded.handle, steps=3)
-    snapshot = hooks.hera_serialize(agent=loaded.handle)
-    del loaded
-    generator = torch.Generator().manual_seed(seed)
-    for tensor in snapshot.tensors.values():  # learned: dense, every value its own
-        if tensor.is_floating_point():
-            tensor.uniform_(0.0, 1.0, generator=generator)
-    instance.set_tensors(snapshot.tensors, snapshot.state)
-    tensors = sum(t.numel() * t.element_size() for t in snapshot.tensors.values()) + sum(
-        t.numel() * t.element_size() for t in snapshot.state.tensors.values())
-    del snapshot
+    instance, tensors = learned_instance(layout, path.with_suffix(".built.json"), seed)
     import gc
 
     gc.collect()

@@ -57,6 +57,12 @@ def list_devices() -> list[Device]:
     return devices
 
 
+def likely_default_device() -> str:
+    """The device an up would choose, guessed without torch: ``cuda:0``
+    where the host shows an NVIDIA GPU, else ``cpu``."""
+    return "cuda:0" if _nvidia_hardware_visible() else "cpu"
+
+
 def _nvidia_hardware_visible() -> bool:
     """Whether this host shows any sign of an NVIDIA GPU (cheap: no torch)."""
     return (os.path.exists("/proc/driver/nvidia/gpus") or os.path.exists("/dev/nvidiactl")

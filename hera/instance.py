@@ -81,6 +81,8 @@ class InstanceFile:
     #: or written; empty for tensors not yet written.
     digests: dict[str, str] = field(default_factory=dict)
     _checksum: str = ""
+    #: Whether the tensors were let go (:meth:`release_tensors`).
+    _released: bool = False
 
     # -- identity ------------------------------------------------------------
 
@@ -114,7 +116,31 @@ class InstanceFile:
     def tensors(self) -> "dict[str, torch.Tensor]":
         """The learned parameters as CPU tensors (over the file's own memory
         where it was read: changing them in place changes what it writes)."""
+        self._check_held()
         return {k: t.tensor() for k, t in self.stored.items()}
+
+    def tensor_bytes(self) -> int:
+        """Bytes of every tensor, learned and state, as a family gets them
+        (zeros and sparse ones made whole)."""
+        from hera.tensor_stream import nbytes_of
+
+        entries = [*self.stored.values(), *(self.stored_state or {}).values()]
+        return sum(nbytes_of(t.dtype, list(t.shape)) for t in entries)
+
+    def release_tensors(self) -> None:
+        """Let go of the tensors (the file's decoded memory, a snapshot
+        once written): a running agent's family holds its own, and the
+        next save captures them afresh. Until :meth:`set_tensors`, reading
+        or writing the tensors raises :class:`InstanceFileError`."""
+        self._released = True
+        self.stored = {}
+        if self.stored_state is not None:
+            self.stored_state = {}
+
+    def _check_held(self) -> None:
+        if self._released:
+            raise InstanceFileError(f"instance {self.id} no longer holds its tensors: its family "
+                                    "does; capture them first")
 
     def state(self) -> "DynamicState | None":
         """The dynamic state, or ``None`` for a dead instance."""
@@ -122,6 +148,7 @@ class InstanceFile:
 
         if self.stored_state is None:
             return None
+        self._check_held()
         tensors = {k: t.tensor() for k, t in self.stored_state.items()}
         return DynamicState(tensors=tensors, values=dict(self.state_values or {}))
 
@@ -131,6 +158,7 @@ class InstanceFile:
         """Replace parameters and state; they are encoded when written, so
         they must not change until then (a family's snapshot is a copy)."""
         self.meta["alive"] = state is not None
+        self._released = False
         self.stored = {k: Given(k, t) for k, t in tensors.items()}
         self.digests, self._checksum = {}, ""
         if state is None:
@@ -157,6 +185,7 @@ class InstanceFile:
         Raises :class:`InstanceFileError`, before the first byte, if a
         section holds NaN or an infinity.
         """
+        self._check_held()
         meta = _dumps(self.meta, "section 'meta'")
         definition = _dumps(self.definition, "section 'definition'")
         if self.stored_state is not None:

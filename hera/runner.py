@@ -82,10 +82,17 @@ def _local_prompt(loop: Loop) -> None:
     run_local_prompt(loop)
 
 
-def resource_report(plugins: Plugins, instance: InstanceFile, device: str) -> ResourceReport | None:
-    """The family's estimate of what ``instance`` needs on ``device``."""
-    return plugins.family_hooks(instance.family).hera_simulate(
+def resource_report(plugins: Plugins, instance: InstanceFile, device: str,
+                    measure: bool = False) -> ResourceReport | None:
+    """What an up of ``instance`` needs on ``device``: the family's estimate,
+    and on the CPU what the process adds (:mod:`hera.estimates`; ``measure``:
+    measure the process if the cache has no figure for it yet)."""
+    from hera.estimates import up_report
+
+    report = plugins.family_hooks(instance.family).hera_simulate(
         definition=dict(instance.definition), device=device)
+    return up_report(plugins, instance.family, report, device, instance.tensor_bytes(),
+                     measure=measure)
 
 
 def check_fits(report: ResourceReport | None, device: str, capacity: int | None = None) -> None:
@@ -178,6 +185,9 @@ class Run:
                       f"format {older} to {instance.meta['family']['data_format']}"
                       + (f"; the older file is kept as {store.older_format_path(target.id, older)}"
                          if installed else ""))
+        # The family holds the agent now: the file's decoded tensors would
+        # only double its memory until the first save.
+        instance.release_tensors()
         self.session = AgentSession(plugins, instance, store, loaded, self.mode)
         return self.session
 

@@ -245,6 +245,7 @@ class AgentSession:
     def write(self) -> Path:
         """Write the captured state to the agent's file in the store, atomically."""
         path = self.store.save(self.instance)
+        self.instance.release_tensors()  # the family holds them; the next save captures anew
         self.last_save = time.monotonic()
         self.saved_steps = self.instance.steps
         return path

@@ -38,14 +38,15 @@ def hera_family() -> FamilyInfo:
 
 @hookimpl
 def hera_layouts() -> list[LayoutInfo]:
-    from hera_family_abraxas import layouts
+    from hera_family_abraxas import backends, layouts
 
+    backend = backends.planned("cpu")
     found = []
     for name, (summary, _) in layouts.LAYOUTS.items():
         d = layouts.definition_for(name, {})
         found.append(LayoutInfo(name=name, summary=summary, parameters=d,
                                 neurons=layouts.neuron_count(d), synapses=layouts.synapse_count(d),
-                                bytes=sum(layouts.memory_by_class(d).values())))
+                                bytes=sum(layouts.memory_by_class(d, backend).values())))
     return found
 
 
@@ -70,7 +71,8 @@ def hera_simulate(definition: dict[str, Any], device: str) -> ResourceReport:
     layouts.check_definition(definition)
     # what the sheet will step on: the torch references gather, the others work in place
     classes = layouts.memory_by_class(definition, backends.planned(device))
-    return ResourceReport(device=device, tensors=classes, dominant="width x height x depth x cells")
+    return ResourceReport(device=device, tensors=classes, dominant="width x height x depth x cells",
+                          snapshot=layouts.snapshot_bytes(definition))
 
 
 @hookimpl

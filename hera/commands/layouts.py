@@ -1,6 +1,8 @@
 """List the layouts of the installed families with their size: neurons,
-synapses and the device memory an upped instance needs. --device ID keeps
-the layouts that fit that device's memory.
+synapses and the memory an up of a fresh instance needs at its peak on the
+device it would up on (--device ID: on that device, keeping the layouts
+that fit it). On the CPU that is the process's peak, as ``up --simulate``
+works it out (hera.estimates).
 """
 
 from __future__ import annotations
@@ -23,20 +25,27 @@ def run(args: argparse.Namespace) -> int:
     family_filter = getattr(args, "family", None)
     if family_filter:
         plugins.family(family_filter)  # unknown family → clear error
-    limit = None
-    if args.device:
-        from hera.devices import device_memory
+    from hera import devices
+    from hera.estimates import up_report
 
-        limit = device_memory(args.device.strip().lower())
+    limit = None
+    device = devices.likely_default_device()
+    if args.device:
+        device = args.device.strip().lower()
+        limit = devices.device_memory(device)
     rows = []
     for info, _, _ in plugins.families():
         if family_filter and info.name != family_filter:
             continue
+        hooks = plugins.family_hooks(info.name)
         for layout in plugins.layouts(info.name):
-            if limit is not None and layout.bytes > limit:
+            report = up_report(plugins, info.name, hooks.hera_simulate(
+                definition=dict(layout.parameters), device=device), device)
+            need = layout.bytes if report is None else report.total
+            if limit is not None and need > limit:
                 continue
             rows.append({"family": info.name, "layout": layout.name, "neurons": layout.neurons,
-                         "synapses": layout.synapses, "bytes": layout.bytes,
+                         "synapses": layout.synapses, "bytes": need,
                          "summary": layout.summary, "parameters": layout.parameters})
     if args.json:
         print_json(rows)

@@ -154,7 +154,7 @@ def simulate(plugins, target, device_name: str | None) -> int:
     instance = target.store.load(target.id) if target.installed else InstanceFile.read(target.file)
     upgrade(plugins, instance)  # in memory: the report is for the current format
     device = devices.choose_device(device_name)
-    report = runner.resource_report(plugins, instance, device)
+    report = runner.resource_report(plugins, instance, device, measure=True)
     if report is None:
         print(f"family {instance.family} gives no resource report")
         return 0

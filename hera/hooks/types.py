@@ -151,11 +151,19 @@ class ResourceReport:
     :param device: the device the report is for.
     :param tensors: bytes by tensor class (``weights``, ``delay buffers``, ...).
     :param dominant: the layout parameter that drives the total most.
+    :param snapshot: bytes of what :func:`hera_serialize` returns (the
+        copy a save makes beside the live agent); not part of ``total``.
+        hera counts it, where the agent lives in host memory, with the
+        process's own (:mod:`hera.estimates`); 0: the size of the tensors
+        in the agent's file.
+
+    .. versionchanged:: 0.2 ``snapshot``
     """
 
     device: str
     tensors: dict[str, int]
     dominant: str = ""
+    snapshot: int = 0
 
     @property
     def total(self) -> int:
