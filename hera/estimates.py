@@ -32,7 +32,10 @@ PROCESS = "process (Python, libraries)"
 COPY = "copy at load and save"
 
 _CACHE_FILE = "process-memory.json"
-_MEASURE_TIMEOUT = 300.0
+# longer than a first compile may take (cpu_backend's 600 s)
+_MEASURE_TIMEOUT = 900.0
+# what this process measured, also where the cache could not keep it
+_MEASURED: dict[str, int | None] = {}
 # A measurement outside this range is not believed.
 _MOST = 1 << 40
 
@@ -74,9 +77,11 @@ def baseline(plugins: Any, family: str, measure: bool = True) -> int | None:
     value = known.get(key)
     if isinstance(value, int) and 0 < value < _MOST:
         return value
+    if key in _MEASURED:
+        return _MEASURED[key]
     if not measure:
         return None
-    value = _measure(family)
+    value = _MEASURED[key] = _measure(family)  # once per process, even if it fails
     if value is None:
         return None
     known[key] = value
@@ -119,7 +124,7 @@ def _measure(family: str) -> int | None:
     try:
         done = subprocess.run([sys.executable, "-m", "hera.estimates", family],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=_MEASURE_TIMEOUT)
+                              errors="replace", timeout=_MEASURE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = done.stdout.strip().splitlines()
@@ -147,10 +152,24 @@ def measure(family: str) -> int:
                              state=None, device="cpu", seed=1)
     hooks.hera_step(agent=loaded.handle, steps=1)
     hooks.hera_serialize(agent=loaded.handle)
-    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes there, KiB here
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+    peak = _peak_resident()
     agent = 0 if report is None else report.total + report.snapshot
     return max(1, peak - agent)
+
+
+def _peak_resident() -> int:
+    """This process's peak resident bytes since it was started. On Linux
+    from ``VmHWM``: ``ru_maxrss`` keeps the parent's peak across fork and
+    exec, and the parent may hold an agent."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes there, KiB here
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
 
 
 if __name__ == "__main__":

@@ -310,8 +310,8 @@ def decode(name: str, layout: Layout, pieces: Iterable[Callable[[], bytes | memo
 
 def materialize(layout: Layout, records: bytes) -> np.ndarray:
     """The bytes of a zero or sparse tensor from its checked records."""
-    buffer = huge_pages.advise_array(np.zeros(nbytes_of(layout.dtype, layout.shape),
-                                              dtype=np.uint8))
+    # no huge pages: a few records would each take 2 MiB of them
+    buffer = np.zeros(nbytes_of(layout.dtype, layout.shape), dtype=np.uint8)
     if records:
         table = _records(layout, records)
         words(buffer, ITEMSIZE[layout.dtype])[table["index"].astype(np.int64)] = table["value"]

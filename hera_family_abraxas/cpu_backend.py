@@ -221,6 +221,8 @@ class CompiledStep:
         """
         if len(values) != VALUES or len(sizes) != SIZES:
             raise ValueError(f"the compiled step takes {VALUES} values and {SIZES} sizes")
+        if t < 0 or steps < 0:
+            raise ValueError(f"steps from step {t}: neither may be negative")
         arrays = (*state, weights)
         # A tensor's dtype, device, layout and size stay what they are, so
         # the same live tensors with the same sizes as last time need no
@@ -252,6 +254,8 @@ def _check_sizes(state: Sequence[Any], weights: Any, sizes: Sequence[int]) -> No
         raise ValueError(f"the compiled step cannot take the geometry {list(sizes)}")
     first = width * height * cells
     n, k = first * depth, 3 * (2 * reach + 1) ** 2 * cells
+    if n >= 2 ** 31:  # the step numbers its targets in int32
+        raise ValueError(f"the compiled step takes fewer than 2**31 neurons, not {n}")
     want = (n, n, n, n, inputs + n, n, (axon + 1) * n, inputs, n - output_start, inputs,
             inputs + n)
     for index, (array, count) in enumerate(zip(state, want)):

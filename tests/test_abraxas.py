@@ -391,9 +391,16 @@ def test_the_compiled_step_refuses_arrays_that_do_not_fit_its_geometry(cpp_backe
             ([sizes[0], sizes[1] + 1, *sizes[2:]], weights, state, "elements where the geometry"),
             ([sizes[0], 3, 2, 1, 4, 1, 3, *sizes[7:]], weights, state, "geometry gives"),
             (sizes, weights, [*state[:6], state[6][:-1], *state[7:]], r"state\[6\]"),
-            ([*sizes[:5], -1, *sizes[6:]], weights, state, "cannot take the geometry")]:
+            ([*sizes[:5], -1, *sizes[6:]], weights, state, "cannot take the geometry"),
+            ([sizes[0], 1 << 16, 1 << 16, 1, 1, 0, 1, *sizes[7:]], weights, state,
+             "fewer than 2"),
+            ]:
         with pytest.raises(ValueError, match=match):
             real(bad_state, bad_weights, values, bad_sizes, *rest)
+    seed, t, steps, raster = rest
+    for bad_t, bad_steps in ((-1, steps), (t, -1)):
+        with pytest.raises(ValueError, match="neither may be negative"):
+            real(state, weights, values, sizes, seed, bad_t, bad_steps, raster)
     _assert_same(sheet, _reload_with(before))
 
 

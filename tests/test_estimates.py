@@ -58,11 +58,12 @@ def test_hera_adds_the_process_and_a_copy_on_the_cpu_only(world, monkeypatch):
     assert estimates.up_report(plugins, "abraxas", None, "cpu") is None
 
 
-def test_the_process_is_measured_once_and_a_broken_cache_is_measured_again(world, tmp_path,
+def test_the_process_is_measured_once_and_a_broken_cache_is_measured_again(tmp_path,
                                                                            monkeypatch):
     from hera.plugins import load_plugins
 
     monkeypatch.setenv("HERA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(estimates, "_MEASURED", {})  # as in a fresh process
     measured = []
     real = estimates._measure
 
@@ -76,10 +77,12 @@ def test_the_process_is_measured_once_and_a_broken_cache_is_measured_again(world
     assert first is not None and 50 << 20 < first < 4 << 30  # Python and torch: some 100 MB
     assert estimates.baseline(plugins, "abraxas") == first and len(measured) == 1
     monkeypatch.setenv("HERA_CACHE_DIR", str(tmp_path / "other"))
+    monkeypatch.setattr(estimates, "_MEASURED", {})  # another process, another cache
     assert estimates.baseline(plugins, "abraxas", measure=False) is None  # up: no second process
     assert len(measured) == 1
     monkeypatch.setenv("HERA_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "cache" / "process-memory.json").write_text("{not json")
+    monkeypatch.setattr(estimates, "_MEASURED", {})  # the next process
     assert estimates.baseline(plugins, "abraxas") > 50 << 20 and len(measured) == 2
 
 
@@ -106,3 +109,31 @@ def test_a_running_agents_file_tensors_are_let_go_and_captured_again(tmp_path):
     instance.set_tensors({"w": torch.full((2,), 2.0)}, None)
     instance.write(tmp_path / "a.json")
     assert torch.equal(InstanceFile.read(tmp_path / "a.json").tensors()["w"], torch.full((2,), 2.0))
+
+
+def test_the_process_is_measured_alone_whatever_its_parent_holds(world, tmp_path):
+    """The measuring child reports its own peak: a parent holding an agent
+    (here 1 GiB) does not make every later estimate that much larger."""
+    world.env = {**world.env, "HERA_CACHE_DIR": str(tmp_path / "cache")}
+    proc = world.run_python(
+        "import numpy\n"
+        "held = numpy.ones(1 << 30, dtype=numpy.uint8)\n"
+        "from hera import estimates\n"
+        "from hera.plugins import load_plugins\n"
+        "print(estimates.baseline(load_plugins(), 'abraxas'))\n")
+    measured = int(proc.stdout.split()[-1])
+    assert 50 << 20 < measured < 900 << 20
+
+
+def test_where_the_cache_cannot_keep_it_the_process_is_measured_once(tmp_path, monkeypatch):
+    from hera.plugins import load_plugins
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv("HERA_CACHE_DIR", str(blocked))
+    monkeypatch.setattr(estimates, "_MEASURED", {})
+    measured = []
+    monkeypatch.setattr(estimates, "_measure", lambda family: measured.append(family) or 12345)
+    plugins = load_plugins()
+    assert [estimates.baseline(plugins, "abraxas") for _ in range(3)] == [12345] * 3
+    assert measured == ["abraxas"]

@@ -39,8 +39,12 @@ def run(args: argparse.Namespace) -> int:
             continue
         hooks = plugins.family_hooks(info.name)
         for layout in plugins.layouts(info.name):
-            report = up_report(plugins, info.name, hooks.hera_simulate(
-                definition=dict(layout.parameters), device=device), device)
+            try:
+                family_report = hooks.hera_simulate(definition=dict(layout.parameters),
+                                                    device=device)
+            except Exception:  # noqa: BLE001 - a listing shows the family's own figure then
+                family_report = None
+            report = up_report(plugins, info.name, family_report, device)
             need = layout.bytes if report is None else report.total
             if limit is not None and need > limit:
                 continue
