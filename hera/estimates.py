@@ -34,7 +34,7 @@ COPY = "copy at load and save"
 _CACHE_FILE = "process-memory.json"
 # longer than a first compile may take (cpu_backend's 600 s)
 _MEASURE_TIMEOUT = 900.0
-# what this process measured, also where the cache could not keep it
+# what this process read or measured, also where the cache could not keep it
 _MEASURED: dict[str, int | None] = {}
 # A measurement outside this range is not believed.
 _MOST = 1 << 40
@@ -72,13 +72,14 @@ def baseline(plugins: Any, family: str, measure: bool = True) -> int | None:
     less the agent: measured once per Python, hera, family and torch (if
     ``measure``), then read from the cache; ``None`` where it is not known."""
     key = _key(plugins, family)
+    if key in _MEASURED:  # read or measured already (layouts asks once per layout)
+        return _MEASURED[key]
     path = places.cache_dir() / _CACHE_FILE
     known = _read_cache(path)
     value = known.get(key)
     if isinstance(value, int) and 0 < value < _MOST:
+        _MEASURED[key] = value
         return value
-    if key in _MEASURED:
-        return _MEASURED[key]
     if not measure:
         return None
     value = _MEASURED[key] = _measure(family)  # once per process, even if it fails

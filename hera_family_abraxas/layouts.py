@@ -230,34 +230,42 @@ def memory_by_class(d: dict[str, Any], backend: str = "torch") -> dict[str, int]
     neurons, inputs, k = neuron_count(d), d["inputs"], slots_per_row(d)
     first, sources, j = first_layer_size(d), source_count(d), d["inputs"] + k
     input_slots = inputs * first
-    index_bytes = 8 if input_slots + neurons * k >= 2 ** 31 else 4
-    # At most one spike per (column, layer) group, plus every input channel,
-    # taken ROWS_AT_ONCE at a time.
-    rows = min(ROWS_AT_ONCE, d["width"] * d["height"] * d["depth"] + inputs)
-    gathers = rows * max(j, first) * 48 if backend == "torch" else 0
-    hashing = max(neurons, inputs) * 40 if backend == "torch" else 0
-    # the triton backend's fixed-size lists of spiking rows: one per group
-    # and per channel (int64), with their group maxima and winners
-    lists = (neurons // d["cells"] * 3 + inputs) * 8 if backend == "triton" else 0
-    classes = {
-        "weights": (input_slots + neurons * k) * 4,                      # float32
-        "synapse tables": (input_slots + neurons * k) * 4                # int32 targets
-        + neurons * j * (index_bytes + 4) + (k + first) * 4,              # incoming; delays
-        "delay buffers": (d["axon"] + 1) * neurons * 4,                  # int32 ring
-        # membrane, refractory, thresholds, post trace, current, noise (4 B
-        # each); output counts (int64); pre traces; input rates and draws;
-        # the spike counter of every source (int64, for hera_activity)
-        "neuron state": neurons * 24 + output_size(d) * 8 + sources * 12 + inputs * 8,
-        # scaled noise and spikes per neuron; the torch reference's int64
-        # random-number temporaries; gathers of the spiking rows and columns
-        "step temporaries": neurons * 16 + hashing + gathers + lists,
-    }
+    classes = {"weights": (input_slots + neurons * k) * 4}              # float32
+    if backend != "cpp":
+        index_bytes = 8 if input_slots + neurons * k >= 2 ** 31 else 4
+        classes["synapse tables"] = ((input_slots + neurons * k) * 4      # int32 targets
+                                     + neurons * j * (index_bytes + 4)    # incoming
+                                     + (k + first) * 4)                   # delays
+    classes["delay buffers"] = (d["axon"] + 1) * neurons * 4             # int32 ring
+    # membrane, refractory, thresholds, post trace, current, noise (4 B
+    # each); output counts (int64); pre traces; input rates and draws; the
+    # spike counter of every source (int64, for hera_activity)
+    classes["neuron state"] = neurons * 24 + output_size(d) * 8 + sources * 12 + inputs * 8
+    classes["step temporaries"] = _step_temporaries(d, backend)
+    return classes
+
+
+def _step_temporaries(d: dict[str, Any], backend: str) -> int:
+    """A bound on the bytes one step of ``backend`` allocates."""
+    neurons, inputs = neuron_count(d), d["inputs"]
+    j = inputs + slots_per_row(d)
     if backend == "cpp":
-        del classes["synapse tables"]
         # spikes, margins and noise per neuron; draws and spikes per input;
         # an incoming row's places (int64) and potentiated weights
-        classes["step temporaries"] = neurons * 12 + inputs * 8 + j * 12
-    return classes
+        return neurons * 12 + inputs * 8 + j * 12
+    # scaled noise and spikes per neuron
+    total = neurons * 16
+    if backend == "torch":
+        # the reference's int64 random-number temporaries; gathers of the
+        # spiking rows (at most one per (column, layer) group, plus every
+        # input channel, ROWS_AT_ONCE at a time)
+        rows = min(ROWS_AT_ONCE, d["width"] * d["height"] * d["depth"] + inputs)
+        total += max(neurons, inputs) * 40 + rows * max(j, first_layer_size(d)) * 48
+    if backend == "triton":
+        # the fixed-size lists of spiking rows: one per group and per
+        # channel (int64), with their group maxima and winners
+        total += (neurons // d["cells"] * 3 + inputs) * 8
+    return total
 
 
 def snapshot_bytes(d: dict[str, Any]) -> int:
