@@ -18,6 +18,7 @@ On a GPU the report is the device's memory and stays the family's.
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import subprocess
@@ -96,17 +97,22 @@ def baseline(plugins: Any, family: str, measure: bool = True) -> int | None:
 
 
 def _key(plugins: Any, family: str) -> str:
-    from importlib import metadata
-
     import hera
 
-    try:
-        torch = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch = "none"
     info = plugins.family(family)
     return "|".join([sys.executable, sys.version.split()[0], hera.__version__,
-                     f"{family} {info.version}", f"torch {torch}"])
+                     f"{family} {info.version}", f"torch {_torch_version()}"])
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_version() -> str:
+    """The installed torch's version, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def _read_cache(path: Any) -> dict[str, Any]:
