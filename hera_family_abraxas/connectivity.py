@@ -76,12 +76,17 @@ def neuron_index(d: dict[str, Any], layer, y, x, cell) -> torch.Tensor:
     return ((layer * d["height"] + y) * d["width"] + x) * d["cells"] + cell
 
 
-def _chunks(d: dict[str, Any], k_all: int, device: torch.device | str):
-    """Consecutive neuron numbers (int64 ``[rows]``), a few rows at a time."""
-    n_all = layouts.neuron_count(d)
-    rows = max(1, _ENTRIES_AT_ONCE // max(1, k_all))
-    for start in range(0, n_all, rows):
-        yield torch.arange(start, min(n_all, start + rows), device=device)
+def _chunks(d: dict[str, Any], k_all: int, device: torch.device | str,
+            rows: torch.Tensor | None = None):
+    """``(at, n)``: consecutive pieces ``n`` (int64 neuron numbers) of
+    ``rows`` (default: every neuron), a few at a time, and the slice of the
+    table they fill."""
+    count = layouts.neuron_count(d) if rows is None else rows.numel()
+    step = max(1, _ENTRIES_AT_ONCE // max(1, k_all))
+    for start in range(0, count, step):
+        stop = min(count, start + step)
+        n = torch.arange(start, stop, device=device) if rows is None else rows[start:stop]
+        yield slice(start, stop), n
 
 
 def _offsets(d: dict[str, Any], s: Slots, sign: int) -> torch.Tensor:
@@ -119,18 +124,21 @@ def _valid_rows(d: dict[str, Any], s: Slots, lookups, n: torch.Tensor
     return valid, cell
 
 
-def targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torch.Tensor:
-    """int32 ``[neurons, K]``: the target of every outgoing slot, ``-1`` if empty."""
+def targets(d: dict[str, Any], device: torch.device | str = "cpu",
+            rows: torch.Tensor | None = None) -> torch.Tensor:
+    """int32 ``[neurons, K]``: the target of every outgoing slot, ``-1`` if
+    empty; only the rows of neurons ``rows`` (int64), in that order, when
+    given (a rank's part of the sheet)."""
     s = slots(d, device)
     k_all = s.delay.numel()
-    out = huge_pages.advise_tensor(
-        torch.empty(layouts.neuron_count(d), k_all, dtype=torch.int32, device=device))
+    count = layouts.neuron_count(d) if rows is None else rows.numel()
+    out = huge_pages.advise_tensor(torch.empty(count, k_all, dtype=torch.int32, device=device))
     offsets = _offsets(d, s, +1).to(torch.int32)
     lookups = _validity(d, s, +1)
-    for n in _chunks(d, k_all, device):
+    for at, n in _chunks(d, k_all, device, rows):
         valid, cell = _valid_rows(d, s, lookups, n)
         column = (n - cell).to(torch.int32)[:, None]
-        out[n[0]:n[-1] + 1] = torch.where(valid, column + offsets, -1)
+        out[at] = torch.where(valid, column + offsets, -1)
     return out
 
 
@@ -141,22 +149,24 @@ def input_targets(d: dict[str, Any], device: torch.device | str = "cpu") -> torc
     return torch.arange(first, dtype=torch.int32, device=device).expand(d["inputs"], first).contiguous()
 
 
-def incoming(d: dict[str, Any], device: torch.device | str = "cpu"
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def incoming(d: dict[str, Any], device: torch.device | str = "cpu",
+             rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(weight, source)``, each ``[neurons, inputs + K]``: for every neuron
     its incoming synapses as flat positions in the weight buffer (int32, or
     int64 when the buffer has 2**31 or more entries; ``-1`` for none) and
-    their sources (int32: channel ``i``, or ``inputs + s`` for neuron ``s``)."""
+    their sources (int32: channel ``i``, or ``inputs + s`` for neuron ``s``);
+    only the rows of neurons ``rows`` (int64), in that order, when given."""
     s = slots(d, device)
     inputs = d["inputs"]
     n_all, first, k_all = layouts.neuron_count(d), layouts.first_layer_size(d), s.delay.numel()
     input_size = inputs * first
     wide = input_size + n_all * k_all >= 2 ** 31
     dtype = torch.int64 if wide else torch.int32
+    count = n_all if rows is None else rows.numel()
     weight = huge_pages.advise_tensor(
-        torch.empty(n_all, inputs + k_all, dtype=dtype, device=device))
+        torch.empty(count, inputs + k_all, dtype=dtype, device=device))
     source = huge_pages.advise_tensor(
-        torch.empty(n_all, inputs + k_all, dtype=torch.int32, device=device))
+        torch.empty(count, inputs + k_all, dtype=torch.int32, device=device))
     channel = torch.arange(inputs, device=device)
     # Incoming slot m = ((p·D + dy)·D + dx)·cells + c_source mirrors the
     # outgoing slot of the same offset with the target's cell: the source's
@@ -169,15 +179,14 @@ def incoming(d: dict[str, Any], device: torch.device | str = "cpu"
     exact = torch.int32 if input_size + 2 * n_all * k_all + k_all < 2 ** 31 else torch.int64
     weight_part = (offsets * k_all + m - s.cell).to(exact)
     source_part = offsets.to(exact)
-    for j in _chunks(d, k_all, device):
-        rows = slice(int(j[0]), int(j[-1]) + 1)
+    for at, j in _chunks(d, k_all, device, rows):
         from_input = (j[:, None] < first) & (channel >= 0)
-        weight[rows, :inputs] = torch.where(from_input, channel * first + j[:, None], -1)
-        source[rows, :inputs] = torch.where(from_input, channel, -1)
+        weight[at, :inputs] = torch.where(from_input, channel * first + j[:, None], -1)
+        source[at, :inputs] = torch.where(from_input, channel, -1)
         valid, cell = _valid_rows(d, s, lookups, j)
         column = j - cell
-        weight[rows, inputs:] = torch.where(
+        weight[at, inputs:] = torch.where(
             valid, (input_size + column * k_all + cell).to(exact)[:, None] + weight_part, -1)
-        source[rows, inputs:] = torch.where(valid, (inputs + column).to(exact)[:, None]
+        source[at, inputs:] = torch.where(valid, (inputs + column).to(exact)[:, None]
                                             + source_part, -1)
     return weight, source

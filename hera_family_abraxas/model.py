@@ -128,9 +128,7 @@ class Sheet:
         self.axon = d["axon"]
         self.output_start = self.neurons - layouts.output_size(d)
         first, k = layouts.first_layer_size(d), layouts.slots_per_row(d)
-        _expect(tensors, "input_weights", (self.inputs, first), torch.float32)
-        _expect(tensors, "weights", (self.neurons, k), torch.float32)
-        _expect(tensors, "thresholds", (self.neurons,), torch.float32)
+        self._check_learned(tensors)
 
         dev = self.device
         if self.backend != "cpp":  # the compiled step finds synapses from the geometry
@@ -187,7 +185,16 @@ class Sheet:
 
     # -- state ---------------------------------------------------------------
 
-    def _restore(self, state: DynamicState) -> None:
+    def _check_learned(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Refuse learned tensors of another shape or type than the sheet's."""
+        d = self.definition
+        first, k = layouts.first_layer_size(d), layouts.slots_per_row(d)
+        _expect(tensors, "input_weights", (self.inputs, first), torch.float32)
+        _expect(tensors, "weights", (self.neurons, k), torch.float32)
+        _expect(tensors, "thresholds", (self.neurons,), torch.float32)
+
+    def _check_state(self, state: DynamicState) -> None:
+        """Refuse dynamic-state tensors of another shape or type than the sheet's."""
         shapes = {
             "membrane": ((self.neurons,), torch.float32),
             "refractory": ((self.neurons,), torch.int32),
@@ -200,7 +207,15 @@ class Sheet:
         }
         for name, (shape, dtype) in shapes.items():
             _expect(state.tensors, name, shape, dtype)
+
+    def _restore(self, state: DynamicState) -> None:
+        self._check_state(state)
+        for name in STATE:
             setattr(self, name, state.tensors[name].to(self.device, copy=True))
+        self._restore_values(state)
+
+    def _restore_values(self, state: DynamicState) -> None:
+        """The step counter, the modulator and whether frozen, from ``state``."""
         t = state.values.get("t")
         if type(t) is not int or t < 0:
             raise InstanceFileError("abraxas state lacks its step counter 't'")
@@ -271,25 +286,7 @@ class Sheet:
     def _step(self, forced: torch.Tensor | None) -> None:
         d = self.definition
         t = self.t
-        current = self._take_slot(self.ring, t, SCALE, self.current)
-        noise = self._fill_random(self.noise, stream_key(self.seed, t, NOISE_STREAM), True)
-        noise = noise * d["noise"]
-        draws = self._fill_random(self.draws, stream_key(self.seed, t, INPUT_STREAM), False)
-        input_spikes = (draws < self.input_rates).float()
-        if forced is not None:
-            input_spikes = torch.maximum(input_spikes, forced.float())
-        if self._given:
-            input_spikes = torch.maximum(input_spikes, self.input_spikes.float())
-            self.input_spikes.zero_()
-            self._given = False
-
-        # Leaky integrate-and-fire with winner-take-all: in each layer of each
-        # column at most the neuron furthest over its threshold fires.
-        theta_plus, decay_theta, theta_minus, theta_floor = self._theta()
-        spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
-                                    noise, self.decay_m, float(d["threshold"]), d["refractory"],
-                                    theta_plus, decay_theta, d["cells"], None,
-                                    theta_minus=theta_minus, theta_floor=theta_floor)
+        spikes, input_spikes = self._advance_neurons(t, forced)
         fired, fired_inputs = self._spiking(spikes, input_spikes)
 
         # Plasticity on events, with the traces of the steps before this one:
@@ -324,6 +321,36 @@ class Sheet:
         self.activity[:self.inputs] += input_spikes.long()
         self.activity[self.inputs:] += spikes.long()
         self.t = t + 1
+
+    def _advance_neurons(self, t: int, forced: torch.Tensor | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The neurons' part of step ``t``: the input spikes (drawn from the
+        rates, ``forced``, and those given), then the membranes with this
+        step's current and noise; ``(spikes, input_spikes)``, float."""
+        d = self.definition
+        current = self._take_slot(self.ring, t, SCALE, self.current)
+        noise = self._noise(t) * d["noise"]
+        draws = self._fill_random(self.draws, stream_key(self.seed, t, INPUT_STREAM), False)
+        input_spikes = (draws < self.input_rates).float()
+        if forced is not None:
+            input_spikes = torch.maximum(input_spikes, forced.float())
+        if self._given:
+            input_spikes = torch.maximum(input_spikes, self.input_spikes.float())
+            self.input_spikes.zero_()
+            self._given = False
+
+        # Leaky integrate-and-fire with winner-take-all: in each layer of each
+        # column at most the neuron furthest over its threshold fires.
+        theta_plus, decay_theta, theta_minus, theta_floor = self._theta()
+        spikes = self._lif_wta_step(self.membrane, self.refractory, self.thresholds, current,
+                                    noise, self.decay_m, float(d["threshold"]), d["refractory"],
+                                    theta_plus, decay_theta, d["cells"], None,
+                                    theta_minus=theta_minus, theta_floor=theta_floor)
+        return spikes, input_spikes
+
+    def _noise(self, t: int) -> torch.Tensor:
+        """The unit membrane noise of every neuron at step ``t``."""
+        return self._fill_random(self.noise, stream_key(self.seed, t, NOISE_STREAM), True)
 
     def _spiking(self, spikes: torch.Tensor,
                  input_spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -517,13 +544,7 @@ class Sheet:
         :raises HeraError: an unknown variable, or a neuron it cannot have.
         """
         chosen = numpy.asarray(neurons, dtype=numpy.int64).reshape(-1)
-        if variable not in self.PROBED:
-            raise HeraError(f"abraxas records {', '.join(self.PROBED)}, not {variable!r}")
-        low = 0 if variable == "spikes" else self.inputs
-        bad = chosen[(chosen < low) | (chosen >= self.sources)]
-        if bad.size:
-            what = "neurons" if variable == "spikes" else f"{variable}: neurons"
-            raise HeraError(f"no neuron {int(bad[0])} to record ({what} {low}-{self.sources - 1})")
+        self._check_probe(variable, chosen)
         index = torch.from_numpy(chosen)
         if variable == "spikes":
             return self.activity[index.to(self.activity.device)].cpu().numpy()
@@ -532,6 +553,17 @@ class Sheet:
             return self.membrane[index].cpu().numpy()
         # as the step compares it: in float32
         return (float(self.definition["threshold"]) + self.thresholds[index]).cpu().numpy()
+
+    def _check_probe(self, variable: str, chosen: Any) -> None:
+        """Refuse a variable :meth:`probe` does not read, or a neuron it
+        cannot have (``chosen``: int64 NumPy neuron numbers)."""
+        if variable not in self.PROBED:
+            raise HeraError(f"abraxas records {', '.join(self.PROBED)}, not {variable!r}")
+        low = 0 if variable == "spikes" else self.inputs
+        bad = chosen[(chosen < low) | (chosen >= self.sources)]
+        if bad.size:
+            what = "neurons" if variable == "spikes" else f"{variable}: neurons"
+            raise HeraError(f"no neuron {int(bad[0])} to record ({what} {low}-{self.sources - 1})")
 
     def take_output(self) -> list[int]:
         """Spike counts of the output area since the last call."""

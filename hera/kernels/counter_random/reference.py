@@ -52,7 +52,20 @@ def fill_halves(out: torch.Tensor, lo: int | torch.Tensor, hi: int | torch.Tenso
                 normal: bool) -> torch.Tensor:
     """:func:`fill` with the key's halves given apart; they may be int64
     scalar tensors, so that ``torch.compile`` keeps one graph for every key."""
-    b = bits(lo, hi, out.numel(), out.device)
+    return _finish(out, bits(lo, hi, out.numel(), out.device), normal)
+
+
+def fill_at(out: torch.Tensor, key: int, normal: bool, index: torch.Tensor) -> torch.Tensor:
+    """Elements ``index`` (int64, each in ``[0, 2**32)``) of stream ``key``
+    into ``out`` (same size as ``index``): the numbers :func:`fill` gives
+    those elements, for a part of a population (one rank's neurons)."""
+    lo, hi = key_halves(key)
+    counter = (index + lo) & _M32
+    return _finish(out, mix32(mix32(counter) ^ hi), normal)
+
+
+def _finish(out: torch.Tensor, b: torch.Tensor, normal: bool) -> torch.Tensor:
+    """Random bits ``b`` as uniform (or normal) float32 numbers in ``out``."""
     if normal:
         total = (b & 255) + ((b >> 8) & 255) + ((b >> 16) & 255) + (b >> 24) - NORMAL_OFFSET
         out.copy_(total.to(torch.float32) * NORMAL_SCALE)
