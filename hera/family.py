@@ -9,7 +9,8 @@
   family's agents and for nobody else's (see docs/writing-a-family.md).
 - The data types that cross the hook boundary: :class:`FamilyInfo`,
   :class:`LayoutInfo`, :class:`Built`, :class:`DynamicState`,
-  :class:`Snapshot`, :class:`LoadedAgent`, :class:`ResourceReport`, and
+  :class:`Snapshot`, :class:`LoadedAgent`, :class:`ResourceReport`,
+  :class:`Shard` (a process's part of an agent on several ranks), and
   :class:`LiveAgent`, the protocol of an agent that answers the running
   hooks with its own methods.
 - The errors hera prints as one line: :class:`HeraError`,
@@ -43,6 +44,7 @@ from hera.hooks.types import (
     LiveAgent,
     LoadedAgent,
     ResourceReport,
+    Shard,
     Snapshot,
 )
 from hera.kernels import check_backend, default_backend, missing_triton, triton_usable
@@ -71,6 +73,7 @@ __all__ = [
     "LiveAgent",
     "LoadedAgent",
     "ResourceReport",
+    "Shard",
     "Snapshot",
     "HeraError",
     "DefinitionError",

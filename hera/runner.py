@@ -56,6 +56,9 @@ class UpOptions:
     output_every: int = 100
     log_every: float = 60.0  # seconds between progress lines in a daemon's log; 0: none
     record: Any = None  # hera.recording.RecordOptions: what to record, where it goes
+    ranks: int = 1  # processes the agent runs on: rank 0 here, the rest spawned (hera.distributed)
+    distributed: bool = False  # one of the ranks torchrun launched (RANK, WORLD_SIZE, ...)
+    rank_timeout: float | None = None  # seconds before a rank that does not answer stops all
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class Run:
         # the save's temp file, the directory fsync, a rescue file, one spare
         self.reserve = DescriptorReserve(4)
         self.reason = "not started"
+        #: the other ranks of an agent on several processes (hera.distributed)
+        self.world: Any = None
         #: how the run ended, for the pid-file's last record (None: failed)
         self.outcome: dict[str, Any] | None = None
         #: whether it got as far as stepping (else it did not start)
@@ -155,23 +160,38 @@ class Run:
             raise HeraError(f"cannot start agent {self.target.id} in {store.run_dir}: "
                             f"{exc.strerror}") from None
 
-    def load(self, device_name: str | None) -> AgentSession:
+    def load(self, device_name: str | None, ranks: int = 1, distributed: bool = False,
+             rank_timeout: float | None = None) -> AgentSession:
         """Pick the device, upgrade an older data format, check the agent
-        fits, load it, and install it on its first up."""
+        fits, load it, and install it on its first up. ``ranks`` > 1 spawns
+        that many processes for it on this machine; ``distributed``: this is
+        rank 0 of those torchrun launched (:mod:`hera.distributed`)."""
         plugins, target, store = self.plugins, self.target, self.target.store
         device = devices.choose_device(device_name)  # before installing anything
+        if ranks > 1 or distributed:
+            self._form_ranks(device, ranks, distributed, rank_timeout)
         # checked again under the lock: no race
         installed = store.has(target.id) and target.replaces is None
         if not installed and target.file is None:
             raise HeraError(f"agent {target.id} is no longer installed")
         instance = store.load(target.id) if installed else InstanceFile.read(target.file)
         older = upgrade(plugins, instance, store if installed else None)
-        check_fits(resource_report(plugins, instance, device), device)  # before installing
+        if self.world is None:  # a rank holds only its part
+            check_fits(resource_report(plugins, instance, device), device)  # before installing
         _record(self.lock, op="starting", device=device, mode=self.mode)
-        loaded = plugins.family_hooks(instance.family).hera_load(
-            definition=dict(instance.definition),
-            tensors=instance.tensors(), state=instance.state(), device=device,
-            seed=instance.meta["seed"])
+        hooks = None
+        if self.world is None:
+            loaded = plugins.family_hooks(instance.family).hera_load(
+                definition=dict(instance.definition),
+                tensors=instance.tensors(), state=instance.state(), device=device,
+                seed=instance.meta["seed"])
+        else:
+            from hera import distributed
+
+            loaded = distributed.load(self.world, plugins, instance.family,
+                                      dict(instance.definition), instance.tensors(),
+                                      instance.state(), instance.meta["seed"])
+            hooks = distributed.ShardedHooks(plugins.family_hooks(instance.family), self.world)
         if loaded is None:  # pragma: no cover - check_family found it
             raise HeraError(f"family {instance.family} did not load agent {instance.id}")
         if not installed:  # only once its family has taken it: no agent that cannot up
@@ -188,8 +208,21 @@ class Run:
         # The family holds the agent now: the file's decoded tensors would
         # only double its memory until the first save.
         instance.release_tensors()
-        self.session = AgentSession(plugins, instance, store, loaded, self.mode)
+        self.session = AgentSession(plugins, instance, store, loaded, self.mode, hooks,
+                                    1 if self.world is None else self.world.ranks)
         return self.session
+
+    def _form_ranks(self, device: str, ranks: int, distributed: bool,
+                    timeout: float | None) -> None:
+        """Start (or, under torchrun, join) the agent's other ranks."""
+        from hera import distributed as ranks_of
+
+        if self.mode not in ("foreground", "daemon"):
+            raise HeraError(f"an agent on several ranks runs in the foreground or as a daemon, "
+                            f"not {self.mode}")
+        timeout = ranks_of.rank_timeout(timeout)
+        self.world = ranks_of.World.join(timeout, device) if distributed else \
+            ranks_of.World.spawn(ranks, timeout, device)
 
     def record(self, state: str, strict: bool = False) -> None:
         """Write where the running agent stands into its pid-file (strict:
@@ -220,6 +253,7 @@ class Run:
         instance = session.instance
         self.tell(f"up {instance.id} ({instance.callsign}) {instance.family}/{instance.layout} "
                   f"on {session.device} [{session.backend}] at step {session.step_count}"
+                  + (f", {session.ranks} ranks" if session.ranks > 1 else "")
                   + (f", {steps} steps to go" if steps is not None else "")
                   + ("" if self.mode == "foreground" else f", {self.mode}"))
 
@@ -248,7 +282,10 @@ class Run:
         self.outcome = {"outcome": "not saved", "error": error}
 
     def rescue(self, failure: BaseException) -> None:
-        """The stepping failed: keep the state at the failure in a rescue file."""
+        """The stepping failed: keep the state at the failure in a rescue file
+        (not when a rank was lost: the agent's parts are gone with it)."""
+        if self.world is not None and self.world.broken:
+            return
         self.reserve.release()
         _rescue_failed_run(self.session, self.console, failure)
 
@@ -257,6 +294,8 @@ class Run:
         the lock. Call it in every case, in a ``finally``."""
         if self.lock is None:
             return
+        if self.world is not None:  # every rank ends with rank 0
+            self.world.close()
         session, target = self.session, self.target
         if self.outcome is None:  # it failed: before stepping, or in it
             failure = sys.exc_info()[1]
@@ -298,7 +337,8 @@ def up(plugins: Plugins, target: Target, options: UpOptions,
     with SignalInbox() as inbox:
         try:
             run.start()
-            session = run.load(options.device)
+            session = run.load(options.device, options.ranks, options.distributed,
+                               options.rank_timeout)
             for spec in options.breakpoints:
                 session.add_breakpoint(**spec)
             if options.record is not None:  # a bad population or neuron fails here

@@ -48,11 +48,15 @@ class AgentSession:
     :param store: where the agent is installed.
     :param loaded: what ``hera_load`` returned.
     :param mode: ``foreground``, ``interactive`` or ``daemon`` (for status).
+    :param hooks: the family's hooks as the agent is to be called (an agent
+        on several ranks tells each call to them: :mod:`hera.distributed`);
+        default: the family's own.
+    :param ranks: how many processes hold the agent.
     """
 
     def __init__(self, plugins: Plugins, instance: InstanceFile, store: AgentStore,
-                 loaded: Any, mode: str):
-        hook = plugins.family_hooks(instance.family)
+                 loaded: Any, mode: str, hooks: Any = None, ranks: int = 1):
+        hook = plugins.family_hooks(instance.family) if hooks is None else hooks
         self._step_hook, self._feed_array = hook.hera_step, hook.hera_feed_array
         self._serialize = hook.hera_serialize
         self._encode, self._decode = hook.hera_encode_input, hook.hera_decode_output
@@ -67,6 +71,7 @@ class AgentSession:
         self.device = loaded.device
         self.backend = loaded.backend
         self.mode = mode
+        self.ranks = ranks
         self.state = RUNNING
         self.breakpoints: list[Breakpoint] = []
         self._numbered = 0
@@ -100,6 +105,7 @@ class AgentSession:
             "id": self.id, "callsign": self.callsign, "family": self.family,
             "layout": self.instance.layout, "state": self.state, "mode": self.mode,
             "step": self.step_count, "device": self.device, "backend": self.backend,
+            "ranks": self.ranks,
             "breakpoints": [b.describe() for b in self.breakpoints],
             "last_breakpoint": None if self.last_hit is None else
             {**self.last_hit.breakpoint.describe(), "step": self.last_hit.step},

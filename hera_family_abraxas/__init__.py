@@ -102,6 +102,16 @@ def hera_load(definition: dict[str, Any], tensors: dict, state: Any, device: str
 
 
 @hookimpl
+def hera_load_shard(definition: dict[str, Any], tensors: Any, state: Any, device: str,
+                    seed: int, shard: Any):
+    from hera.family import LoadedAgent
+    from hera_family_abraxas.sharded import ShardedSheet
+
+    sheet = ShardedSheet(definition, tensors, state, device, seed, shard)
+    return LoadedAgent(handle=sheet, device=str(sheet.device), backend=sheet.backend)
+
+
+@hookimpl
 def hera_step(agent: Sheet, steps: int) -> int:
     agent.run(steps)
     return steps
@@ -136,7 +146,8 @@ def hera_encode_input(agent: Sheet, line: str) -> bool:
 def hera_decode_output(agent: Sheet) -> str:
     from hera_family_abraxas.codec import counts_to_line
 
-    return counts_to_line(agent.take_output())
+    counts = agent.take_output()  # None on a rank other than 0 (hera_load_shard)
+    return None if counts is None else counts_to_line(counts)
 
 
 @hookimpl

@@ -64,6 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 1)")
     parser.add_argument("--record-max", type=byte_size, metavar="BYTES",
                         help="the most the recording may hold, e.g. 64M (default: 256M)")
+    spread = parser.add_mutually_exclusive_group()
+    spread.add_argument("--ranks", type=positive_int, metavar="N",
+                        help="run the agent on N processes on this machine, its sheet split "
+                             "between them (torch.distributed; see docs/distributed.md)")
+    spread.add_argument("--distributed", action="store_true",
+                        help="this is one of the ranks torchrun launched: rank 0 runs the "
+                             "agent, the others serve it (see docs/distributed.md)")
+    parser.add_argument("--rank-timeout", type=seconds, metavar="SECONDS",
+                        help="with --ranks or --distributed: stop the agent when a rank does "
+                             "not answer for SECONDS (default: 120)")
     parser.add_argument("--keep", choices=("installed", "file"),
                         help="when FILE and the installed agent hold different states: run the "
                              "installed one, or FILE (the installed copy is then saved to "
@@ -78,6 +88,17 @@ def run(args: argparse.Namespace) -> int:
     from hera.plugins import load_plugins
 
     configure(args)
+    if args.distributed:
+        from hera import distributed
+
+        rank = distributed.launched_rank()
+        if rank is None:
+            raise UsageError("--distributed is for the ranks torchrun launches (it sets RANK "
+                             "and WORLD_SIZE); on one machine use --ranks N")
+        if rank > 0:  # a worker: rank 0 tells it everything else
+            return distributed.serve_worker(args.rank_timeout)
+    if args.rank_timeout is not None and not (args.ranks or args.distributed):
+        raise UsageError("--rank-timeout goes with --ranks or --distributed")
     if args.prompt_after is not None and not args.interactive:
         raise UsageError("--prompt-after needs --interactive")
     if args.json and (args.simulate or args.interactive):
@@ -108,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                                mode=mode,
                                prompt_after=args.prompt_after, breakpoints=breakpoints,
                                output_every=args.output_every, log_every=args.log_every,
-                               record=record)
+                               record=record, ranks=args.ranks or 1,
+                               distributed=args.distributed, rank_timeout=args.rank_timeout)
     if mode != "daemon":
         result = runner.up(plugins, target, options)
         if args.json:

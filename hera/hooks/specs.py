@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
         LayoutInfo,
         LoadedAgent,
         ResourceReport,
+        Shard,
         Snapshot,
     )
 
@@ -216,6 +217,48 @@ def hera_load(
     :return: the live agent.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def hera_load_shard(
+    family: str,
+    definition: "dict[str, Any]",
+    tensors: "dict[str, torch.Tensor] | None",
+    state: "DynamicState | None",
+    device: str,
+    seed: int,
+    shard: "Shard",
+) -> "LoadedAgent | None":
+    """Bring this process's part of an agent that runs on several ranks
+    (``hera up --ranks N``, or under ``torchrun`` with ``--distributed``)
+    to life on ``device``. A family that implements it can be sharded.
+
+    hera calls it on every rank at once. Rank 0 is given the whole agent
+    (``tensors``, ``state`` as :func:`hera_load` is); the other ranks get
+    ``None`` for both and receive their parts from rank 0 over
+    ``shard.group``. From then on hera calls every running hook
+    (``hera_step``, ``hera_serialize``, ``hera_encode_input``, ...) on every
+    rank, with the same arguments and in the same order, so the family's
+    collectives line up. ``hera_step`` must leave the agent whole: every
+    spike in flight between ranks accounted for. Hooks that answer
+    (``hera_serialize``, ``hera_decode_output``, ``hera_output_array``,
+    ``hera_activity``, ``hera_probe``) answer for the whole agent on rank
+    0; hera ignores what the other ranks return. ``hera_serialize`` on rank
+    0 gives the same snapshot, bit for bit, as one process would, so the
+    instance file does not depend on the number of ranks.
+
+    :param family: the agent's family (for wrappers: a family leaves it out).
+    :param definition: the instance's definition (on every rank).
+    :param tensors: learned parameters on rank 0 (CPU), ``None`` elsewhere.
+    :param state: the dynamic state on rank 0 (or ``None`` for a new
+        agent), ``None`` elsewhere.
+    :param device: this rank's device.
+    :param seed: the instance's seed (on every rank).
+    :param shard: this rank, the number of ranks and their process group.
+    :return: this rank's part of the live agent.
+
+    .. versionadded:: 0.7
     """
 
 

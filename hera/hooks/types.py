@@ -127,6 +127,24 @@ class Snapshot:
     state: DynamicState | None
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Which part of a sharded agent a process holds (``hera_load_shard``).
+
+    :param rank: this process's rank, ``0 .. ranks - 1``; rank 0 is the
+        agent's face (hera's runner) and is given the whole agent to load.
+    :param ranks: how many processes hold the agent.
+    :param group: the ``torch.distributed`` process group of the agent's
+        ranks (gloo on CPUs, NCCL on GPUs). Its collectives time out after
+        hera's rank timeout, which is how a hung rank is found: use it for
+        every collective and point-to-point transfer.
+    """
+
+    rank: int
+    ranks: int
+    group: Any = None
+
+
 @dataclass
 class LoadedAgent:
     """What ``hera_load`` returns: a live agent on a device.
