@@ -6,6 +6,9 @@
 - :func:`check_family` drives a family's hooks as hera does and checks the
   contract: runs split by saves give the bits of one run, input lines
   included; a save loads back unchanged.
+- :func:`check_ranks`: a family that can be split (``hera_load_shard``)
+  gives on 2 and 3 ranks, real processes joined by gloo, the bits of one
+  process, and a save from N ranks goes on exactly on M.
 - :func:`assert_parity` and :func:`same_bits`: a kernel against its
   reference, bit for bit.
 - :class:`World` (and :func:`make_world`): private HOME, data, runtime and
@@ -190,6 +193,127 @@ def check_family(plugin: Any, family: str, layout: str = "example", *,
                            tensors=whole.tensors, state=whole.state, device=device, seed=seed)
     same_snapshots(hook.hera_serialize(agent=again.handle), whole, "a save loaded back")
     return whole
+
+
+def check_ranks(plugin: Any, family: str, layout: str = "example", *,
+                ranks: Sequence[int] = (2, 3), plan: Sequence[int] = (7, 6),
+                lines: Sequence[str] = (), overrides: dict[str, Any] | None = None,
+                seed: int = 42) -> None:
+    """Check that ``plugin``'s family splits over ranks exactly, as
+    :mod:`hera.distributed` runs it: for each number of ``ranks``, real
+    processes on this machine joined by gloo load the built agent with
+    ``hera_load_shard``, take ``lines`` (``hera_encode_input``), then run
+    each number of ``plan`` steps with a save (``hera_serialize``) and an
+    output line (``hera_decode_output``) after each; every save and line
+    must equal, bit for bit, those of one process (``hera_load``). Then
+    the last save of each number of ranks goes on for ``plan[0]`` steps on
+    the next number (cyclically), equal to one process going on.
+    ``plugin`` must be importable by name in a fresh process (a module).
+
+    :raises AssertionError: naming what differs.
+    """
+    import types
+
+    import torch.multiprocessing as mp
+
+    if not isinstance(plugin, types.ModuleType):
+        raise TypeError("check_ranks takes the family's plugin module (its ranks import it "
+                        "by name)")
+
+    def alone(start: Any, pieces: Sequence[int], fed: Sequence[str]) -> list[Any]:
+        return _run_pieces(_hooks(plugin, family), None, family, layout, overrides, seed,
+                           start, pieces, fed)
+
+    single = alone(None, plan, lines)
+    for i, count in enumerate(ranks):
+        got = _on_ranks(mp, count, plugin, family, layout, overrides, seed, None, plan, lines)
+        for piece, (a, b) in enumerate(zip(got, single)):
+            what = f"{family}/{layout} on {count} ranks, after run {piece + 1} of {list(plan)}"
+            same_snapshots(a[0], b[0], what)
+            assert a[1] == b[1], f"{what}: output line {a[1]!r} against {b[1]!r}"
+        other = ranks[(i + 1) % len(ranks)]
+        went_on = _on_ranks(mp, other, plugin, family, layout, overrides, seed, got[-1][0],
+                            plan[:1], ())
+        same_snapshots(went_on[-1][0], alone(single[-1][0], plan[:1], ())[-1][0],
+                       f"{family}/{layout} saved on {count} ranks, going on on {other}")
+
+
+def _hooks(plugin: Any, family: str) -> Any:
+    from hera.plugins import create_manager
+
+    plugins = create_manager()
+    plugins.register(plugin, f"checked-{family}")
+    return plugins.family_hooks(family)
+
+
+def _run_pieces(hook: Any, shard: Any, family: str, layout: str, overrides: Any, seed: int,
+                start: Any, pieces: Sequence[int], lines: Sequence[str]) -> list[Any]:
+    """``[(snapshot, output line)]`` after each of ``pieces`` steps of one
+    load: of the whole agent (``shard`` None), or of this rank's part."""
+    built = hook.hera_build(layout=layout, overrides=dict(overrides or {}), seed=seed)
+    assert built is not None, f"hera_build gave nothing for {family}/{layout}"
+    tensors, state = (built.tensors, None) if start is None else (start.tensors, start.state)
+    root = shard is None or shard.rank == 0
+    if shard is None:
+        loaded = hook.hera_load(definition=dict(built.definition), tensors=tensors,
+                                state=state, device="cpu", seed=seed)
+    else:
+        loaded = hook.hera_load_shard(definition=dict(built.definition),
+                                      tensors=tensors if root else None,
+                                      state=state if root else None, device="cpu",
+                                      seed=seed, shard=shard)
+    assert loaded is not None, f"{family} loaded nothing"
+    for line in lines:
+        assert hook.hera_encode_input(agent=loaded.handle, line=line) or not root, \
+            f"input line {line!r} not taken"
+    found = []
+    for steps in pieces:
+        taken = hook.hera_step(agent=loaded.handle, steps=steps)
+        assert taken == steps or not root, f"hera_step took {taken} steps of {steps}"
+        found.append((hook.hera_serialize(agent=loaded.handle),
+                      hook.hera_decode_output(agent=loaded.handle)))
+    return found
+
+
+def _on_ranks(mp: Any, count: int, plugin: Any, family: str, layout: str, overrides: Any,
+              seed: int, start: Any, pieces: Sequence[int], lines: Sequence[str]) -> list[Any]:
+    import socket
+    import tempfile
+
+    import torch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rank0.pt"
+        mp.spawn(_rank_main, args=(count, port, plugin.__name__, family, layout, overrides, seed,
+                                   start, pieces, lines, str(out)), nprocs=count)
+        return torch.load(out, weights_only=False)
+
+
+def _rank_main(rank: int, count: int, port: int, module: str, family: str, layout: str,
+               overrides: Any, seed: int, start: Any, pieces: Sequence[int],
+               lines: Sequence[str], out: str) -> None:
+    """One rank of :func:`check_ranks`, in a process of its own."""
+    import importlib
+
+    import torch
+    import torch.distributed as dist
+
+    from hera.hooks.types import Shard
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=count)
+    try:
+        plugin = importlib.import_module(module)
+        found = _run_pieces(_hooks(plugin, family), Shard(rank, count, dist.group.WORLD),
+                            family, layout, overrides, seed, start, pieces, lines)
+        if rank == 0:
+            torch.save(found, out)
+    finally:
+        dist.destroy_process_group()
 
 
 def same_snapshots(a: Any, b: Any, what: str) -> None:

@@ -148,10 +148,7 @@ class Sheet:
         self.weights.copy_(tensors["weights"])
         self.thresholds = tensors["thresholds"].to(dev, copy=True)
         self.current = torch.zeros(self.neurons, device=dev)
-        self.decay_m = math.exp(-1.0 / d["tau_membrane"])
-        self.decay_trace = math.exp(-1.0 / d["tau_trace"])
-        self.decay_post = math.exp(-1.0 / (d["tau_depression"] or d["tau_trace"]))
-        self.decay_theta = math.exp(-1.0 / d["tau_theta"])
+        self._set_decays()
 
         # Random numbers are a function of (seed, step, stream, element): no
         # generator state, and the same draws on every device and backend.
@@ -182,6 +179,14 @@ class Sheet:
         self.activity = torch.zeros(self.sources, dtype=torch.int64, device=dev)
         #: Whether input_spikes holds any spike (saves a look every step).
         self._given = bool(self.input_spikes.any())
+
+    def _set_decays(self) -> None:
+        """The per-step decays of the membranes, traces and thresholds."""
+        d = self.definition
+        self.decay_m = math.exp(-1.0 / d["tau_membrane"])
+        self.decay_trace = math.exp(-1.0 / d["tau_trace"])
+        self.decay_post = math.exp(-1.0 / (d["tau_depression"] or d["tau_trace"]))
+        self.decay_theta = math.exp(-1.0 / d["tau_theta"])
 
     # -- state ---------------------------------------------------------------
 

@@ -36,7 +36,6 @@ activity, probes) collect on rank 0 and return ``None`` elsewhere.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +45,7 @@ import torch.distributed as dist
 
 from hera.hooks.types import DynamicState, Snapshot
 from hera.kernels.counter_random.keys import stream_key
-from hera_family_abraxas import connectivity, layouts
+from hera_family_abraxas import backends, connectivity, layouts
 from hera_family_abraxas.model import LEARNED, NOISE_STREAM, SCALE, STATE, Sheet
 from hera_family_abraxas.tiling import Tiling
 
@@ -59,7 +58,7 @@ class _Fired:
     input_spikes: torch.Tensor  # float [inputs]
     fired: torch.Tensor         # int64: tile-local neurons that fired
     fired_inputs: torch.Tensor  # int64: input channels that spiked
-    t: int = -1                 # the step
+    t: int                      # the step
 
 
 class ShardedSheet(Sheet):
@@ -74,7 +73,12 @@ class ShardedSheet(Sheet):
         self.device = dev = torch.device(device)
         self.rank, self.ranks, self.group = shard.rank, shard.ranks, shard.group
         self.tiling = tiling = Tiling(d, self.ranks)
-        self.backend, self._compiled = ("torch" if dev.type == "cpu" else "triton"), None
+        # no compiled step for a part of the sheet: the kernels' references
+        # on a CPU, their Triton kernels (or references, if asked) on a GPU
+        asked = backends.requested()
+        self.backend = "torch" if dev.type == "cpu" or asked in ("torch", "cpp") else \
+            backends.choose(dev, asked)[0]
+        self._compiled = None
         self._pick_operations()
         self._rate_scratch = numpy.empty(int(d["inputs"]), dtype=numpy.float64)
         self._rate_scratch_at = self._rate_scratch.ctypes.data
@@ -98,8 +102,6 @@ class ShardedSheet(Sheet):
         in_tile = torch.full((self.neurons,), -1, dtype=torch.int64)
         in_tile[self.owned] = torch.arange(n_own)
         self.halo_of_owned = in_halo[self.owned].to(dev)
-        remote = tiling.neuron_owner(self.halo) != self.rank
-        self.remote_halo = remote
 
         # the tables of connectivity, restricted to the tile's synapses
         self.targets = torch.empty(n_halo, k, dtype=torch.int32)
@@ -122,10 +124,7 @@ class ShardedSheet(Sheet):
         self.noise = torch.empty(n_own, device=dev)
         self.draws = torch.empty(self.inputs, device=dev)
         self._noise_index = self.owned.to(dev)
-        self.decay_m = math.exp(-1.0 / d["tau_membrane"])
-        self.decay_trace = math.exp(-1.0 / d["tau_trace"])
-        self.decay_post = math.exp(-1.0 / (d["tau_depression"] or d["tau_trace"]))
-        self.decay_theta = math.exp(-1.0 / d["tau_theta"])
+        self._set_decays()
         self.membrane = torch.zeros(n_own, device=dev)
         self.refractory = torch.zeros(n_own, dtype=torch.int32, device=dev)
         self.pre_trace = torch.zeros(self.inputs + n_halo, device=dev)
@@ -434,7 +433,7 @@ class ShardedSheet(Sheet):
     def _advance(self, t: int, forced: torch.Tensor | None) -> _Fired:
         spikes, input_spikes = self._advance_neurons(t, forced)
         return _Fired(spikes, input_spikes, spikes.nonzero().view(-1),
-                      input_spikes.nonzero().view(-1))
+                      input_spikes.nonzero().view(-1), t)
 
     def _noise(self, t: int) -> torch.Tensor:
         """The noise of the tile's neurons: the sheet's numbers for them."""
@@ -463,7 +462,6 @@ class ShardedSheet(Sheet):
         if step.fired_inputs.numel():
             self._deliver(self.ring, t, step.fired_inputs, self.input_targets,
                           self.input_weights, self.input_delays, SCALE)
-        step.t = t
 
     def _complete(self, step: _Fired, remote: torch.Tensor) -> None:
         """Depression and delivery by the remote sources that fired at the

@@ -106,6 +106,41 @@ def test_a_daemon_on_ranks_is_driven_through_rank_0_as_one_process(world, tmp_pa
     _same_files(world, other, agent_id, 52)
 
 
+def test_signals_to_rank_0_reach_every_rank(world):
+    """SIGUSR1 saves the whole agent from every rank; SIGTERM downs it and
+    its ranks end with it."""
+    agent_id, path = world.build(layout="small")
+    proc = world.popen("up", path.name, "--ranks", "2", "--checkpoint", "0")
+    row = world.wait_for(agent_id, "running", proc)
+    workers = _children(row["pid"])
+    saved = world.agents_dir / f"{agent_id}.json"
+    os.kill(proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while InstanceFile.read(saved).steps == 0:
+        assert time.monotonic() < deadline, "SIGUSR1 saved nothing"
+        time.sleep(0.1)
+    checkpointed = InstanceFile.read(saved)
+    assert checkpointed.state() is not None and checkpointed.tensors()["thresholds"].any()
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip().endswith("sigterm)")
+    _gone(workers)
+    assert InstanceFile.read(saved).steps > checkpointed.steps
+
+
+def test_when_rank_0_is_killed_its_ranks_end_too(world):
+    agent_id, path = world.build(layout="small")
+    proc = world.popen("up", path.name, "--ranks", "3", "--checkpoint", "0")
+    row = world.wait_for(agent_id, "running", proc)
+    workers = _children(row["pid"])
+    assert len(workers) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    _gone(workers)
+    assert InstanceFile.read(world.agents_dir / f"{agent_id}.json").steps == 0
+
+
 def test_a_killed_rank_stops_every_rank_and_keeps_the_last_save(world):
     agent_id, path = world.build(layout="small")
     world.run("up", path.name, "--steps", "20", "--silent")
@@ -200,10 +235,11 @@ def test_distributed_outside_torchrun_is_a_usage_error(world):
 
 
 def test_more_ranks_than_columns_are_refused_before_anything_starts(world):
-    agent_id, path = world.build()  # 3x3 columns
-    proc = world.run("up", path.name, "--ranks", "10", "--steps", "5", check=False)
+    agent_id, path = world.build("--set", "width=2", "--set", "height=1")
+    proc = world.run("up", path.name, "--ranks", "3", "--steps", "5", check=False)
     assert proc.returncode == 1
-    assert "at most 9 ranks, not 10" in proc.stderr.strip().splitlines()[-1]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.endswith("its 2x1 columns go over at most 2 ranks, not 3"), line
     assert not (world.agents_dir / f"{agent_id}.json").exists()
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import hera_family_abraxas
-from hera.testing import check_family, conformance
-from tests import tally_family
+from hera.testing import check_family, check_ranks, conformance
+from tests import lossy_family, tally_family
 
 TALLY = Path(tally_family.__file__).read_text()
 
@@ -45,6 +45,12 @@ def test_a_family_that_breaks_the_contract_is_caught(change, message):
     broken = _module(TALLY.replace(old, new), "tally_broken")
     with pytest.raises(AssertionError, match=message):
         check_family(broken, "tally", lines=["hello"])
+
+
+def test_check_ranks_passes_abraxas_and_catches_ranks_that_lose_spikes():
+    check_ranks(hera_family_abraxas, "abraxas", lines=["1 0.5 0 1", "spikes 2 3", "reward 2"])
+    with pytest.raises(AssertionError, match="lossy/example on 2 ranks, after run 1"):
+        check_ranks(lossy_family, "lossy", ranks=(2,))
 
 
 def test_the_hera_world_fixture_is_there_for_a_family_authors_tests(tmp_path):

@@ -258,7 +258,7 @@ def hera_load_shard(
     :param shard: this rank, the number of ranks and their process group.
     :return: this rank's part of the live agent.
 
-    .. versionadded:: 0.7
+    .. versionadded:: 0.3
     """
 
 
