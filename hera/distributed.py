@@ -44,8 +44,11 @@ DEFAULT_TIMEOUT = 120.0
 _FOREVER = timedelta(days=3650)
 #: How a worker's report begins when it only lost touch with another rank.
 _LOST = "lost touch: "
-#: Environment of a worker that ``hera up --ranks`` spawned.
-_SPAWNED = "HERA_SPAWNED_RANK"
+#: Environment of a worker that ``hera up --ranks`` spawned: where the
+#: ranks meet (a file store in a directory of rank 0's user alone).
+_SPAWNED = "HERA_RANKS_STORE"
+#: The network interface spawned ranks talk on: this machine's loopback.
+_LOOPBACK = "lo"
 
 
 def rank_timeout(given: float | None = None) -> float:
@@ -91,6 +94,7 @@ class World:
                  children: list[subprocess.Popen] | None = None):
         self.rank, self.ranks, self.store, self.timeout = rank, ranks, store, timeout
         self.children = children if children is not None else []
+        self.private: str | None = None  # the spawned ranks' meeting place
         self.group: Any = None
         self.broken = False
         self.device_type = "cpu"
@@ -106,10 +110,16 @@ class World:
 
         import torch.distributed as dist
 
-        store = dist.TCPStore("127.0.0.1", 0, ranks, is_master=True,
-                              timeout=timedelta(seconds=timeout), wait_for_workers=False)
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(store.port),
-                   WORLD_SIZE=str(ranks), **{TIMEOUT_ENV: repr(timeout), _SPAWNED: "1"})
+        # The ranks meet through a file only this user can reach (a TCP
+        # store would let anyone on the machine, or the network, write the
+        # addresses the ranks connect to), and gloo listens on loopback.
+        private = tempfile.mkdtemp(prefix="hera-ranks-")
+        meeting = os.path.join(private, "store")
+        store = dist.FileStore(meeting, ranks)
+        store.set_timeout(timedelta(seconds=timeout))
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", _LOOPBACK)
+        env = dict(os.environ, WORLD_SIZE=str(ranks),
+                   **{TIMEOUT_ENV: repr(timeout), _SPAWNED: meeting})
         # the machine's cores shared out: ranks that each take them all slow
         # one another down (as torchrun's OMP_NUM_THREADS=1 does)
         given = os.environ.get("OMP_NUM_THREADS", "")
@@ -119,6 +129,7 @@ class World:
         _use_threads(threads)
         children: list[subprocess.Popen] = []
         world = cls(0, ranks, store, timeout, children)
+        world.private = private
         try:
             for r in range(1, ranks):
                 # a file, not a pipe: a worker's warnings must never block it
@@ -143,6 +154,14 @@ class World:
         import torch.distributed as dist
 
         rank, ranks = launched_rank(), int(os.environ["WORLD_SIZE"])
+        meeting = os.environ.get(_SPAWNED)
+        if meeting:  # spawned by a rank 0 on this machine (World.spawn)
+            store = dist.FileStore(meeting, ranks)
+            store.set_timeout(timedelta(seconds=timeout))
+            world = cls(rank, ranks, store, timeout)
+            store.set(f"hera/ready/{rank}", "1")
+            world.connect(store.get("hera/device").decode())
+            return world
         address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
         if rank is None or address is None or port is None:
             raise HeraError("--distributed runs under torchrun: RANK, WORLD_SIZE, MASTER_ADDR "
@@ -295,6 +314,11 @@ class World:
             child.errors.close()  # type: ignore[attr-defined]
         self.children = []
         _leave()
+        if self.private is not None:
+            import shutil
+
+            shutil.rmtree(self.private, ignore_errors=True)
+            self.private = None
 
     # -- a worker ------------------------------------------------------------------------
 

@@ -113,6 +113,13 @@ def test_signals_to_rank_0_reach_every_rank(world):
     proc = world.popen("up", path.name, "--ranks", "2", "--checkpoint", "0")
     row = world.wait_for(agent_id, "running", proc)
     workers = _children(row["pid"])
+    # the ranks listen on loopback alone, and meet through a private file
+    listening = [address for pid in [proc.pid, *workers] for address in _listening(pid)]
+    assert listening and all(a.startswith("0100007F:") for a in listening), listening
+    [meeting] = [e for e in Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+                 if e.startswith(b"HERA_RANKS_STORE=")]
+    folder = Path(meeting.split(b"=", 1)[1].decode()).parent
+    assert folder.stat().st_mode & 0o077 == 0
     saved = world.agents_dir / f"{agent_id}.json"
     os.kill(proc.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 60
@@ -127,6 +134,7 @@ def test_signals_to_rank_0_reach_every_rank(world):
     assert out.strip().endswith("sigterm)")
     _gone(workers)
     assert InstanceFile.read(saved).steps > checkpointed.steps
+    assert not folder.exists()
 
 
 def test_when_rank_0_is_killed_its_ranks_end_too(world):
@@ -275,6 +283,26 @@ def _ranks_of(pids: list[int]) -> dict[int, int]:
         rank = next(v for v in env if v.startswith(b"RANK="))
         ranks[int(rank.split(b"=")[1])] = pid
     return ranks
+
+
+def _listening(pid: int) -> list[str]:
+    """``ADDRESS:PORT`` (hex, as /proc/net/tcp writes them) of the TCP
+    sockets process ``pid`` listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                found.append(fields[1])
+    return found
 
 
 def _gone(pids: list[int], limit: float = 20.0) -> None:
