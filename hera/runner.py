@@ -231,7 +231,8 @@ class Run:
         info = dict(op="up", device=session.device, backend=session.backend,
                     mode=self.mode, state=state, steps=session.step_count,
                     saved_steps=session.saved_steps, since=now_iso(),
-                    socket=str(self.server.sock_path), start_steps=session.start_steps)
+                    socket=str(self.server.sock_path), start_steps=session.start_steps,
+                    ranks=session.ranks)
         if strict:
             self.lock.record(**info)
         else:

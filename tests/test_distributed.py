@@ -97,6 +97,7 @@ def test_a_daemon_on_ranks_is_driven_through_rank_0_as_one_process(world, tmp_pa
         row = place.wait_for(agent_id, "paused")
         workers = _children(row["pid"])
         assert len(workers) == len(extra) // 2
+        assert row["ranks"] == 1 + len(workers)
         answers.append(json.loads(place.run_python(_SESSION.format(agent=agent_id)).stdout))
         _gone(workers)
     on_ranks, alone = answers

@@ -92,6 +92,7 @@ def agent_row(entry) -> dict:
         "pid": holder.pid if holder else None,
         "device": info.get("device"),
         "backend": info.get("backend"),
+        "ranks": info.get("ranks") if entry.is_up else None,
         "mode": info.get("mode") if entry.is_up else None,
         "control": info.get("socket") if entry.is_up else None,
         "breakpoints": None,  # filled in by live() for an up agent that answers
