@@ -361,6 +361,13 @@ class ShardedHooks:
         return call
 
 
+def check_family(plugins: Any, family: str) -> None:
+    """Refuse a family whose agents cannot be split (no ``hera_load_shard``)."""
+    if "hera_load_shard" not in plugins.hooks_of(plugins.family_hooks(family).plugin):
+        raise HeraError(f"family {family} cannot run on several ranks: it has no "
+                        "hera_load_shard (see docs/distributed.md)")
+
+
 def load(world: World, plugins: Any, family: str, definition: dict[str, Any],
          tensors: Any, state: Any, seed: int) -> Any:
     """Rank 0: load the agent on every rank (``hera_load_shard``); what
@@ -368,9 +375,6 @@ def load(world: World, plugins: Any, family: str, definition: dict[str, Any],
     from hera.hooks.types import Shard
 
     hooks = plugins.family_hooks(family)
-    if not plugins.hooks_of(hooks.plugin).count("hera_load_shard"):
-        raise HeraError(f"family {family} cannot run on several ranks: it has no "
-                        "hera_load_shard (see docs/distributed.md)")
     world.tell("load", family=family, definition=definition, seed=seed)
     try:
         loaded = hooks.hera_load_shard(definition=definition, tensors=tensors, state=state,

@@ -168,14 +168,14 @@ class Run:
         rank 0 of those torchrun launched (:mod:`hera.distributed`)."""
         plugins, target, store = self.plugins, self.target, self.target.store
         device = devices.choose_device(device_name)  # before installing anything
-        if ranks > 1 or distributed:
-            self._form_ranks(device, ranks, distributed, rank_timeout)
         # checked again under the lock: no race
         installed = store.has(target.id) and target.replaces is None
         if not installed and target.file is None:
             raise HeraError(f"agent {target.id} is no longer installed")
         instance = store.load(target.id) if installed else InstanceFile.read(target.file)
         older = upgrade(plugins, instance, store if installed else None)
+        if ranks > 1 or distributed:
+            self._form_ranks(instance.family, device, ranks, distributed, rank_timeout)
         if self.world is None:  # a rank holds only its part
             check_fits(resource_report(plugins, instance, device), device)  # before installing
         _record(self.lock, op="starting", device=device, mode=self.mode)
@@ -212,7 +212,7 @@ class Run:
                                     1 if self.world is None else self.world.ranks)
         return self.session
 
-    def _form_ranks(self, device: str, ranks: int, distributed: bool,
+    def _form_ranks(self, family: str, device: str, ranks: int, distributed: bool,
                     timeout: float | None) -> None:
         """Start (or, under torchrun, join) the agent's other ranks."""
         from hera import distributed as ranks_of
@@ -220,6 +220,7 @@ class Run:
         if self.mode not in ("foreground", "daemon"):
             raise HeraError(f"an agent on several ranks runs in the foreground or as a daemon, "
                             f"not {self.mode}")
+        ranks_of.check_family(self.plugins, family)
         timeout = ranks_of.rank_timeout(timeout)
         self.world = ranks_of.World.join(timeout, device) if distributed else \
             ranks_of.World.spawn(ranks, timeout, device)

@@ -222,6 +222,20 @@ def test_a_rank_that_cannot_start_fails_the_up_with_one_line(world):
     assert not list(world.runtime.rglob("*.sock")) and world.agents() == []
 
 
+def test_a_family_that_cannot_be_split_is_refused_before_any_rank_starts(world):
+    from tests import tally_family
+
+    package = world.workdir / "hera_family_tally"  # tally: no hera_load_shard
+    package.mkdir()
+    (package / "__init__.py").write_text(Path(tally_family.__file__).read_text())
+    agent_id, path = world.build(family="tally", layout="example")
+    proc = world.run("up", path.name, "--ranks", "2", "--steps", "5", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("hera: error: family tally cannot run on several ranks: it "
+                                   "has no hera_load_shard (see docs/distributed.md)")
+    assert not (world.agents_dir / f"{agent_id}.json").exists()
+
+
 def test_a_rank_0_whose_ranks_never_come_says_so(world):
     agent_id, path = world.build()
     with socket.socket() as s:
