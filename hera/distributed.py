@@ -26,6 +26,7 @@ agent stops, and tells them.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,14 +34,15 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from hera.errors import HeraError
+from hera.errors import HeraError, RankLost
 
 #: Seconds an operation between ranks may wait before the agent stops (a
 #: hung rank); ``--rank-timeout`` or this environment variable.
 TIMEOUT_ENV = "HERA_RANK_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
-#: How long the command group waits: workers wait for rank 0's next
-#: command as long as the agent is up, paused or not.
+#: How long a worker waits for rank 0's next command: as long as the
+#: agent is up, paused or not. (Rank 0 never waits that long: a command
+#: it sends must be taken within the rank timeout.)
 _FOREVER = timedelta(days=3650)
 #: How a worker's report begins when it only lost touch with another rank.
 _LOST = "lost touch: "
@@ -96,7 +98,10 @@ class World:
         self.children = children if children is not None else []
         self.private: str | None = None  # the spawned ranks' meeting place
         self.group: Any = None
+        self.commands: Any = None  # the group rank 0's commands go by
         self.broken = False
+        #: why the ranks cannot go on (raised again by every later tell)
+        self.lost: RankLost | None = None
         self.device_type = "cpu"
 
     # -- forming -------------------------------------------------------------------
@@ -115,8 +120,12 @@ class World:
         # addresses the ranks connect to), and gloo listens on loopback.
         private = tempfile.mkdtemp(prefix="hera-ranks-")
         meeting = os.path.join(private, "store")
-        store = dist.FileStore(meeting, ranks)
-        store.set_timeout(timedelta(seconds=timeout))
+        try:
+            store = dist.FileStore(meeting, ranks)
+            store.set_timeout(timedelta(seconds=timeout))
+        except (RuntimeError, OSError) as exc:
+            shutil.rmtree(private, ignore_errors=True)
+            raise HeraError(f"cannot start the ranks in {private}: {_first_line(exc)}") from None
         os.environ.setdefault("GLOO_SOCKET_IFNAME", _LOOPBACK)
         env = dict(os.environ, WORLD_SIZE=str(ranks),
                    **{TIMEOUT_ENV: repr(timeout), _SPAWNED: meeting})
@@ -176,6 +185,9 @@ class World:
         except (RuntimeError, ValueError) as exc:
             raise HeraError(f"rank {rank} cannot reach rank 0 at {address}:{port}: "
                             f"{_first_line(exc)}") from None
+        # a torchrun that restarts its ranks reuses the store: this attempt's keys only
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"hera-attempt-{attempt}", store)
         world = cls(rank, ranks, store, timeout)
         if rank > 0:
             store.set(f"hera/ready/{rank}", "1")
@@ -212,8 +224,13 @@ class World:
         import torch.distributed as dist
 
         self.device_type = device.split(":")[0]
+        if self.device_type == "cuda":  # before NCCL: each rank on its own GPU
+            import torch
+
+            torch.cuda.set_device(self.device)
         dist.init_process_group("gloo", store=self.store, rank=self.rank,
-                                world_size=self.ranks, timeout=_FOREVER)
+                                world_size=self.ranks, timeout=timedelta(seconds=self.timeout))
+        self.commands = dist.new_group(backend="gloo", timeout=_FOREVER)
         backend = "nccl" if self.device_type == "cuda" else "gloo"
         self.group = dist.new_group(backend=backend, timeout=timedelta(seconds=self.timeout))
 
@@ -227,28 +244,58 @@ class World:
     # -- rank 0: telling -----------------------------------------------------------------
 
     def tell(self, name: str, **arguments: Any) -> None:
-        """Rank 0: have every worker do ``name`` with ``arguments``."""
+        """Rank 0: have every worker do ``name`` with ``arguments``. Each
+        must take it within the rank timeout (a gloo send waits for its
+        receiver), so a worker that hangs while the agent is idle is found
+        at the next command.
+
+        :raises RankLost: a rank was lost, now or before.
+        """
+        import pickle
+
+        import torch
         import torch.distributed as dist
 
+        if self.lost is not None:
+            raise self.lost
+        payload = torch.frombuffer(bytearray(pickle.dumps((name, arguments))), dtype=torch.uint8)
+        size = torch.tensor([payload.numel()], dtype=torch.int64)
         try:
-            dist.broadcast_object_list([(name, arguments)], src=0)
+            sent = [dist.isend(part, r, group=self.commands)
+                    for r in range(1, self.ranks) for part in (size, payload)]
+            for work in sent:
+                work.wait(timedelta(seconds=self.timeout))
         except RuntimeError as exc:
             raise self.failure(exc) from None
 
-    def failure(self, exc: BaseException) -> HeraError:
+    def failure(self, exc: BaseException) -> RankLost:
         """Rank 0: what went wrong among the ranks, as one line naming the
-        rank where it can, after a collective failed with ``exc``; the
-        agent cannot go on, so the workers are stopped."""
+        rank where it can, after an operation between them failed with
+        ``exc``; the agent cannot go on, so the workers are stopped, and
+        every later :meth:`tell` raises the same."""
+        if self.lost is not None:
+            return self.lost
         self.broken = True
         problem = self._problem(wait=min(3.0, self.timeout))
         self.abort()
         tail = "; every rank is stopped, and the agent's last save is kept"
-        if problem is not None:
-            return HeraError(f"rank {problem[0]} {problem[1]}{tail}")
         text = _first_line(exc)
-        if "timed out" in text.lower() or "timeout" in text.lower():
-            return HeraError(f"a rank did not answer within {self.timeout:g} s (hung?){tail}")
-        return HeraError(f"lost a rank: {text}{tail}")
+        if problem is not None:
+            self.lost = RankLost(f"rank {problem[0]} {problem[1]}{tail}")
+        elif "timed out" in text.lower() or "timeout" in text.lower():
+            self.lost = RankLost(f"a rank did not answer within {self.timeout:g} s (hung?){tail}")
+        else:
+            self.lost = RankLost(f"lost a rank: {text}{tail}")
+        return self.lost
+
+    def abandon(self, exc: BaseException) -> None:
+        """Rank 0 failed on its own (``exc``, not a rank lost): the others
+        cannot go on without it, so they are stopped."""
+        if self.lost is None:
+            self.broken = True
+            self.abort()
+            self.lost = RankLost(f"rank 0 failed ({type(exc).__name__}: {_first_line(exc)}); "
+                                 "every rank is stopped, and the agent's last save is kept")
 
     def _problem(self, wait: float = 0.0) -> tuple[int, str] | None:
         """``(rank, what happened)`` for the worker at the root of a
@@ -315,8 +362,6 @@ class World:
         self.children = []
         _leave()
         if self.private is not None:
-            import shutil
-
             shutil.rmtree(self.private, ignore_errors=True)
             self.private = None
 
@@ -330,12 +375,17 @@ class World:
             pass
 
     def receive(self) -> tuple[str, dict[str, Any]]:
-        """A worker: rank 0's next command."""
+        """A worker: rank 0's next command (:meth:`tell`)."""
+        import pickle
+
+        import torch
         import torch.distributed as dist
 
-        box: list[Any] = [None]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
+        size = torch.empty(1, dtype=torch.int64)
+        dist.recv(size, 0, group=self.commands)
+        payload = torch.empty(int(size), dtype=torch.uint8)
+        dist.recv(payload, 0, group=self.commands)
+        return pickle.loads(payload.numpy().tobytes())
 
 
 class ShardedHooks:
@@ -352,13 +402,25 @@ class ShardedHooks:
 
         def call(**arguments: Any) -> Any:
             world.tell(name, **{k: v for k, v in arguments.items() if k != "agent"})
-            try:
-                return local(**arguments)
-            except RuntimeError as exc:
-                raise world.failure(exc) from None
+            return _on_rank_0(world, local, arguments)
 
         setattr(self, name, call)
         return call
+
+
+def _on_rank_0(world: World, hook: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    """Rank 0's half of a hook call the workers were told: a refusal
+    (HeraError, met on every rank alike) passes; a failure between ranks is
+    a lost rank; any other failure here stops the workers."""
+    try:
+        return hook(**arguments)
+    except HeraError:
+        raise
+    except Exception as exc:
+        if _lost_touch(exc):
+            raise world.failure(exc) from None
+        world.abandon(exc)
+        raise
 
 
 def check_family(plugins: Any, family: str) -> None:
@@ -376,13 +438,10 @@ def load(world: World, plugins: Any, family: str, definition: dict[str, Any],
 
     hooks = plugins.family_hooks(family)
     world.tell("load", family=family, definition=definition, seed=seed)
-    try:
-        loaded = hooks.hera_load_shard(definition=definition, tensors=tensors, state=state,
-                                       device=world.device, seed=seed,
-                                       shard=Shard(0, world.ranks, world.group))
-        world.tell("loaded")  # a worker that failed to load is found here
-    except RuntimeError as exc:
-        raise world.failure(exc) from None
+    loaded = _on_rank_0(world, hooks.hera_load_shard, dict(
+        definition=definition, tensors=tensors, state=state, device=world.device, seed=seed,
+        shard=Shard(0, world.ranks, world.group)))
+    world.tell("loaded")  # a worker that failed to load is found here
     if loaded is None:
         raise HeraError(f"family {family} did not load its part on rank 0")
     return loaded

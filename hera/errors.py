@@ -30,6 +30,11 @@ class HeraError(Exception):
         return self.message
 
 
+class RankLost(HeraError):
+    """An agent on several processes lost one of them (killed, hung, or
+    failed): it cannot go on, and nothing more may be saved of it."""
+
+
 class UsageError(HeraError):
     """The command line itself is wrong (exit code 2, like argparse)."""
 

@@ -221,6 +221,13 @@ class Run:
             raise HeraError(f"an agent on several ranks runs in the foreground or as a daemon, "
                             f"not {self.mode}")
         ranks_of.check_family(self.plugins, family)
+        if ranks > 1 and device.startswith("cuda"):  # one GPU a rank, on this machine
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if gpus < ranks:
+                raise HeraError(f"--ranks {ranks} on cuda needs {ranks} GPUs, one a rank; "
+                                f"this machine has {gpus}")
         timeout = ranks_of.rank_timeout(timeout)
         self.world = ranks_of.World.join(timeout, device) if distributed else \
             ranks_of.World.spawn(ranks, timeout, device)

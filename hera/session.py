@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from hera import tensor_codec
 from hera.breakpoints import Breakpoint
-from hera.errors import HeraError
+from hera.errors import HeraError, RankLost
 from hera.instance import InstanceFile
 from hera.manager import now_iso
 from hera.plugins import Plugins
@@ -273,7 +273,7 @@ def checkpoint(session: AgentSession, reserve: Any, warn: Callable[[str], None],
     try:
         session.save()
     except (HeraError, OSError) as exc:
-        if strict:
+        if strict or isinstance(exc, RankLost):  # a lost rank ends the run, no retry
             raise
         session.last_save = time.monotonic()
         warn(f"checkpoint failed, will retry: {getattr(exc, 'message', exc)}")

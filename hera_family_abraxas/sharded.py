@@ -43,6 +43,7 @@ import numpy
 import torch
 import torch.distributed as dist
 
+from hera.errors import InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
 from hera.kernels.counter_random.keys import stream_key
 from hera_family_abraxas import backends, connectivity, layouts
@@ -262,18 +263,23 @@ class ShardedSheet(Sheet):
     def _scatter(self, tensors: dict[str, torch.Tensor] | None,
                  state: DynamicState | None) -> None:
         """Rank 0 sends every rank its part of the agent it was given."""
-        values = [None]
+        values: list[Any] = [None]
         if self.rank == 0:
-            self._check_learned(tensors)
-            given = {name: tensors[name] for name in LEARNED}
-            if state is not None:
-                self._check_state(state)
-                self._restore_values(state)
-                given.update(state.tensors)
-            values = [{"fresh": state is None, "t": self.t, "modulator": self.modulator,
-                       "frozen": self.frozen}]
+            try:
+                self._check_learned(tensors)
+                given = {name: tensors[name] for name in LEARNED}
+                if state is not None:
+                    self._check_state(state)
+                    self._restore_values(state)
+                    given.update(state.tensors)
+                values = [{"fresh": state is None, "t": self.t, "modulator": self.modulator,
+                           "frozen": self.frozen}]
+            except InstanceFileError as exc:  # every rank refuses it, at once
+                values = [{"refused": exc.message}]
         dist.broadcast_object_list(values, src=self._root, group=self.group)
         told = values[0]
+        if "refused" in told:
+            raise InstanceFileError(told["refused"])
         self.t, self.modulator, self.frozen = told["t"], told["modulator"], told["frozen"]
         for r in range(self.ranks):
             for name, kind, dtype, shape in self._parts(r):
@@ -304,16 +310,23 @@ class ShardedSheet(Sheet):
                 cpu[name] = torch.empty(self._whole_shape(name),
                                         dtype=getattr(self, name).dtype)
         for r in range(self.ranks):
+            if self.rank not in (0, r):
+                continue
+            # the weights rank r owns, worked out once for this save
+            if r != self.rank:
+                kept = self._kept(r)
+            else:
+                if self._kept_here is None:
+                    self._kept_here = self._kept(r).to(self.device)
+                kept = self._kept_here
             for name, kind, dtype, shape in self._parts(r):
                 if kind == "all" and r > 0:
                     continue
-                if self.rank not in (0, r):
-                    continue
-                sent = self._sent_part(name, kind, r)
+                sent = self._sent_part(name, kind, r, kept)
                 if self.rank == 0:
                     part = sent if r == 0 else self._receive(r, sent)
                     self._place(learned if name in LEARNED else cpu, name, kind, r,
-                                part.to("cpu"))
+                                part.to("cpu"), kept)
                 elif r == self.rank:
                     dist.send(sent.to(self._wire).contiguous(), self._root, group=self.group)
         if self.rank != 0:
@@ -321,22 +334,20 @@ class ShardedSheet(Sheet):
         values = {"t": self.t, "modulator": self.modulator, "frozen": self.frozen}
         return Snapshot(dict(self.definition), learned, DynamicState(cpu, values))
 
-    def _sent_part(self, name: str, kind: str, r: int) -> torch.Tensor:
+    def _sent_part(self, name: str, kind: str, r: int, kept: torch.Tensor) -> torch.Tensor:
         """What rank ``r`` sends of ``name`` for a snapshot: its own
         neurons' values; of the weights, the synapses it owns (described,
         on rank 0, by an empty tensor of their number)."""
         if r != self.rank:  # rank 0 describing what it will receive
             if kind == "halo":
-                return torch.empty(int(self._kept(r).sum()), dtype=torch.float32)
+                return torch.empty(int(kept.sum()), dtype=torch.float32)
             if kind == "sources":
                 return torch.empty(self.tiling.owned(r).numel(), dtype=torch.float32)
             _, _, dtype, shape = next(p for p in self._parts(r) if p[0] == name)
             return torch.empty(shape, dtype=dtype)
         mine = getattr(self, name)
         if kind == "halo":
-            if self._kept_here is None:
-                self._kept_here = self._kept(r).to(self.device)
-            return mine[self._kept_here]
+            return mine[kept.to(self.device)]
         if kind == "sources":
             return mine[self.inputs + self.halo_of_owned]
         return mine
@@ -347,7 +358,7 @@ class ShardedSheet(Sheet):
         return part
 
     def _place(self, into: dict[str, torch.Tensor], name: str, kind: str, r: int,
-               part: torch.Tensor) -> None:
+               part: torch.Tensor, kept: torch.Tensor) -> None:
         whole = into[name]
         tiling = self.tiling
         first, end = tiling.bounds[r]
@@ -363,7 +374,7 @@ class ShardedSheet(Sheet):
             whole[self.inputs + tiling.owned(r)] = part
         elif kind == "halo":
             rows = whole[tiling.halo(r)]
-            rows[self._kept(r)] = part
+            rows[kept.cpu()] = part
             whole[tiling.halo(r)] = rows
         else:
             whole.copy_(part)
@@ -446,32 +457,35 @@ class ShardedSheet(Sheet):
         d = self.definition
         a_plus, a_minus = self._rates()
         w_max, budget = float(d["w_max"]), float(d["w_budget"])
-        rows = self.halo_of_owned[step.fired]
-        if a_plus > 0 and step.fired.numel():
-            self._potentiate(self.weight_buffer, self.pre_trace, step.fired, self.incoming_weight,
+        # in batches, as Sheet does, to bound the references' gathers
+        neurons = self._batches(step.fired)
+        rows = [self.halo_of_owned[batch] for batch in neurons]
+        inputs = self._batches(step.fired_inputs)
+        for batch in neurons if a_plus > 0 else ():
+            self._potentiate(self.weight_buffer, self.pre_trace, batch, self.incoming_weight,
                              self.incoming_source, a_plus, w_max, budget, SCALE,
                              float(d["trace_offset"]))
-        if a_minus > 0:
-            if rows.numel():
-                self._depress(self.weights, self.targets, rows, self.post_trace, a_minus, w_max)
-            if step.fired_inputs.numel():
-                self._depress(self.input_weights, self.input_targets, step.fired_inputs,
-                              self.post_trace, a_minus, w_max)
-        if rows.numel():
-            self._deliver(self.ring, t, rows, self.targets, self.weights, self.delays, SCALE)
-        if step.fired_inputs.numel():
-            self._deliver(self.ring, t, step.fired_inputs, self.input_targets,
-                          self.input_weights, self.input_delays, SCALE)
+        for batch in rows if a_minus > 0 else ():
+            self._depress(self.weights, self.targets, batch, self.post_trace, a_minus, w_max)
+        for batch in inputs if a_minus > 0 else ():
+            self._depress(self.input_weights, self.input_targets, batch, self.post_trace,
+                          a_minus, w_max)
+        for batch in rows:
+            self._deliver(self.ring, t, batch, self.targets, self.weights, self.delays, SCALE)
+        for batch in inputs:
+            self._deliver(self.ring, t, batch, self.input_targets, self.input_weights,
+                          self.input_delays, SCALE)
 
     def _complete(self, step: _Fired, remote: torch.Tensor) -> None:
         """Depression and delivery by the remote sources that fired at the
         step, then every trace of the step."""
         a_minus = self._rates()[1]
-        if remote.numel():
-            if a_minus > 0:
-                self._depress(self.weights, self.targets, remote, self.post_trace, a_minus,
-                              float(self.definition["w_max"]))
-            self._deliver(self.ring, step.t, remote, self.targets, self.weights, self.delays,
+        batches = self._batches(remote)
+        for batch in batches if a_minus > 0 else ():
+            self._depress(self.weights, self.targets, batch, self.post_trace, a_minus,
+                          float(self.definition["w_max"]))
+        for batch in batches:
+            self._deliver(self.ring, step.t, batch, self.targets, self.weights, self.delays,
                           SCALE)
         halo_spikes = torch.zeros(self.halo.numel(), device=self.device)
         halo_spikes[self.halo_of_owned] = step.spikes

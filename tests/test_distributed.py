@@ -209,6 +209,38 @@ def hera_load_shard(definition, tensors, state, device, seed, shard):
 '''
 
 
+def test_a_rank_that_hangs_while_the_agent_is_paused_is_found_at_the_next_command(world):
+    agent_id, path = world.build(layout="small")
+    proc = world.popen("up", path.name, "--ranks", "2", "--rank-timeout", "3",
+                       "--break-at", "1", "--checkpoint", "0")
+    row = world.wait_for(agent_id, "paused", proc)
+    [worker] = _children(row["pid"])
+    os.kill(worker, signal.SIGSTOP)
+    os.kill(proc.pid, signal.SIGTERM)  # down: the save needs every rank
+    began = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - began < 30
+    assert proc.returncode == 1
+    [line] = err.strip().splitlines()
+    assert f"rank 1 (pid {worker}) is stopped" in line, line
+    _gone([worker])
+    assert InstanceFile.read(world.agents_dir / f"{agent_id}.json").steps == 0
+
+
+def test_a_checkpoint_after_a_rank_is_lost_ends_the_run_and_saves_nothing(world):
+    agent_id, path = world.build(layout="small")
+    proc = world.popen("up", path.name, "--ranks", "2", "--break-at", "1", "--checkpoint", "0")
+    row = world.wait_for(agent_id, "paused", proc)
+    [worker] = _children(row["pid"])
+    os.kill(worker, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    [line] = err.strip().splitlines()
+    assert f"rank 1 (pid {worker}) was killed by SIGKILL" in line, line
+    assert InstanceFile.read(world.agents_dir / f"{agent_id}.json").steps == 0
+
+
 def test_a_rank_that_cannot_start_fails_the_up_with_one_line(world):
     package = world.workdir / "hera_family_brittle"
     package.mkdir()

@@ -126,6 +126,30 @@ def test_a_snapshot_from_n_ranks_continues_on_m(tmp_path):
           "3 ranks, then 2")
 
 
+def _refusing_rank(rank: int, ranks: int, port: int) -> None:
+    from datetime import timedelta
+
+    from hera.errors import InstanceFileError
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=ranks, timeout=timedelta(seconds=20))
+    try:
+        d, tensors = _agent("example")
+        tensors["thresholds"] = tensors["thresholds"][:-1]  # a file that does not fit
+        shard = types.SimpleNamespace(rank=rank, ranks=ranks, group=None)
+        with pytest.raises(InstanceFileError, match="'thresholds' is float32"):
+            ShardedSheet(d, tensors if rank == 0 else None, None, "cpu", 5, shard)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_part_that_does_not_fit_is_refused_on_every_rank_at_once():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_refusing_rank, args=(3, port), nprocs=3)
+
+
 @pytest.mark.parametrize("layout,ranks", [("example", 9), ("small", 5), ("big", 7)])
 def test_tiles_cover_the_sheet_once_and_halos_hold_every_source(layout, ranks):
     d = layouts.definition_for(layout, {})
