@@ -289,35 +289,12 @@ class Sheet:
             self._given = False
 
     def _step(self, forced: torch.Tensor | None) -> None:
-        d = self.definition
         t = self.t
         spikes, input_spikes = self._advance_neurons(t, forced)
         fired, fired_inputs = self._spiking(spikes, input_spikes)
 
-        # Plasticity on events, with the traces of the steps before this one:
-        # a neuron that fires potentiates its incoming synapses by their
-        # sources' traces (then synaptic scaling); a source that fires
-        # depresses its outgoing synapses by their targets' traces.
-        a_plus, a_minus = self._rates()
-        w_max, budget = float(d["w_max"]), float(d["w_budget"])
-        # A rate of 0 skips its events: weights stay in [0, w_max], so they
-        # could only clip (and scaling belongs to potentiation).
         neuron_batches, input_batches = self._batches(fired), self._batches(fired_inputs)
-        for rows in neuron_batches if a_plus > 0 else ():
-            self._potentiate(self.weight_buffer, self.pre_trace, rows, self.incoming_weight,
-                             self.incoming_source, a_plus, w_max, budget, SCALE,
-                             float(d["trace_offset"]))
-        for rows in neuron_batches if a_minus > 0 else ():
-            self._depress(self.weights, self.targets, rows, self.post_trace, a_minus, w_max)
-        for rows in input_batches if a_minus > 0 else ():
-            self._depress(self.input_weights, self.input_targets, rows, self.post_trace, a_minus,
-                          w_max)
-        # Spikes leave with the weights after this step's learning.
-        for rows in neuron_batches:
-            self._deliver(self.ring, t, rows, self.targets, self.weights, self.delays, SCALE)
-        for rows in input_batches:
-            self._deliver(self.ring, t, rows, self.input_targets, self.input_weights,
-                          self.input_delays, SCALE)
+        self._events(t, neuron_batches, neuron_batches, input_batches)
 
         self._decay_accumulate(self.pre_trace[:self.inputs], self.decay_trace, input_spikes)
         self._decay_accumulate(self.pre_trace[self.inputs:], self.decay_trace, spikes)
@@ -326,6 +303,36 @@ class Sheet:
         self.activity[:self.inputs] += input_spikes.long()
         self.activity[self.inputs:] += spikes.long()
         self.t = t + 1
+
+    def _events(self, t: int, neurons: list[torch.Tensor], rows: list[torch.Tensor],
+                inputs: list[torch.Tensor]) -> None:
+        """Plasticity and delivery on the events of step ``t``, with the
+        traces of the steps before it: each neuron of ``neurons`` (batches
+        of rows of the incoming tables) that fired potentiates its incoming
+        synapses by their sources' traces (then synaptic scaling); each
+        source that fired, ``rows`` (the same neurons as rows of the
+        outgoing weights) and ``inputs`` (channels), depresses its outgoing
+        synapses by their targets' traces, then its spike leaves with the
+        weights after this learning."""
+        d = self.definition
+        a_plus, a_minus = self._rates()
+        w_max, budget = float(d["w_max"]), float(d["w_budget"])
+        # A rate of 0 skips its events: weights stay in [0, w_max], so they
+        # could only clip (and scaling belongs to potentiation).
+        for batch in neurons if a_plus > 0 else ():
+            self._potentiate(self.weight_buffer, self.pre_trace, batch, self.incoming_weight,
+                             self.incoming_source, a_plus, w_max, budget, SCALE,
+                             float(d["trace_offset"]))
+        for batch in rows if a_minus > 0 else ():
+            self._depress(self.weights, self.targets, batch, self.post_trace, a_minus, w_max)
+        for batch in inputs if a_minus > 0 else ():
+            self._depress(self.input_weights, self.input_targets, batch, self.post_trace,
+                          a_minus, w_max)
+        for batch in rows:
+            self._deliver(self.ring, t, batch, self.targets, self.weights, self.delays, SCALE)
+        for batch in inputs:
+            self._deliver(self.ring, t, batch, self.input_targets, self.input_weights,
+                          self.input_delays, SCALE)
 
     def _advance_neurons(self, t: int, forced: torch.Tensor | None
                          ) -> tuple[torch.Tensor, torch.Tensor]:

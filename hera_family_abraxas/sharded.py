@@ -47,7 +47,7 @@ from hera.errors import InstanceFileError
 from hera.hooks.types import DynamicState, Snapshot
 from hera.kernels.counter_random.keys import stream_key
 from hera_family_abraxas import backends, connectivity, layouts
-from hera_family_abraxas.model import LEARNED, NOISE_STREAM, SCALE, STATE, Sheet
+from hera_family_abraxas.model import LEARNED, NOISE_STREAM, STATE, Sheet
 from hera_family_abraxas.tiling import Tiling
 
 
@@ -454,39 +454,14 @@ class ShardedSheet(Sheet):
     def _learn(self, t: int, step: _Fired) -> None:
         """Potentiation of the tile's neurons that fired, then depression and
         delivery by the sources this rank fires itself."""
-        d = self.definition
-        a_plus, a_minus = self._rates()
-        w_max, budget = float(d["w_max"]), float(d["w_budget"])
-        # in batches, as Sheet does, to bound the references' gathers
         neurons = self._batches(step.fired)
-        rows = [self.halo_of_owned[batch] for batch in neurons]
-        inputs = self._batches(step.fired_inputs)
-        for batch in neurons if a_plus > 0 else ():
-            self._potentiate(self.weight_buffer, self.pre_trace, batch, self.incoming_weight,
-                             self.incoming_source, a_plus, w_max, budget, SCALE,
-                             float(d["trace_offset"]))
-        for batch in rows if a_minus > 0 else ():
-            self._depress(self.weights, self.targets, batch, self.post_trace, a_minus, w_max)
-        for batch in inputs if a_minus > 0 else ():
-            self._depress(self.input_weights, self.input_targets, batch, self.post_trace,
-                          a_minus, w_max)
-        for batch in rows:
-            self._deliver(self.ring, t, batch, self.targets, self.weights, self.delays, SCALE)
-        for batch in inputs:
-            self._deliver(self.ring, t, batch, self.input_targets, self.input_weights,
-                          self.input_delays, SCALE)
+        self._events(t, neurons, [self.halo_of_owned[batch] for batch in neurons],
+                     self._batches(step.fired_inputs))
 
     def _complete(self, step: _Fired, remote: torch.Tensor) -> None:
         """Depression and delivery by the remote sources that fired at the
         step, then every trace of the step."""
-        a_minus = self._rates()[1]
-        batches = self._batches(remote)
-        for batch in batches if a_minus > 0 else ():
-            self._depress(self.weights, self.targets, batch, self.post_trace, a_minus,
-                          float(self.definition["w_max"]))
-        for batch in batches:
-            self._deliver(self.ring, step.t, batch, self.targets, self.weights, self.delays,
-                          SCALE)
+        self._events(step.t, [], self._batches(remote), [])
         halo_spikes = torch.zeros(self.halo.numel(), device=self.device)
         halo_spikes[self.halo_of_owned] = step.spikes
         halo_spikes[remote] = 1.0
